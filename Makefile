@@ -1,0 +1,47 @@
+# microtarget: `make demo` and `make test` are all a newcomer needs.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEMO   := build/demo
+
+.PHONY: setup demo demo-stop test test-fast lint format bench clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+demo: setup
+	mkdir -p $(DEMO)
+	$(BIN)/microtarget generate --events 20000 --users 400 --seed 7 --out $(DEMO)/events.avro
+	$(BIN)/microtarget replay $(DEMO)/events.avro --config examples/config.yaml \
+	    --summary-json $(DEMO)/summary.json
+
+demo-stop: setup
+	$(BIN)/microtarget redis stop
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest -q -ra
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -ra -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: setup
+	$(BIN)/python bench/replay.py ../shared/datasets/taobao_userbehavior/UserBehavior.csv --json build/bench/replay.json
+
+clean:
+	rm -rf build .pytest_cache .ruff_cache
