@@ -65,9 +65,17 @@ def write_container(
     schema: str = EVENT,
     codec: str = "deflate",
     sync_interval: int = 16000,
+    sync_marker: bytes | None = None,
 ) -> int:
-    """Write records to an Avro object container file; returns how many."""
-    parsed = load_schema(schema)
+    """Write records to an Avro object container file; returns how many.
+
+    The header carries the ``.avsc`` text as written (fastavro's parsed form
+    orders keys by hash, which would make equal files differ from run to run).
+
+    ``sync_marker`` (16 bytes) makes the file byte-for-byte reproducible; by
+    default fastavro draws a random one, as the Avro spec suggests.
+    """
+    parsed = schema_json(schema)
     count = 0
 
     def counted() -> Iterator[dict]:
@@ -78,9 +86,23 @@ def write_container(
 
     if isinstance(target, str | Path):
         with open(target, "wb") as out:
-            fastavro.writer(out, parsed, counted(), codec=codec, sync_interval=sync_interval)
+            fastavro.writer(
+                out,
+                parsed,
+                counted(),
+                codec=codec,
+                sync_interval=sync_interval,
+                sync_marker=sync_marker,
+            )
     else:
-        fastavro.writer(target, parsed, counted(), codec=codec, sync_interval=sync_interval)
+        fastavro.writer(
+            target,
+            parsed,
+            counted(),
+            codec=codec,
+            sync_interval=sync_interval,
+            sync_marker=sync_marker,
+        )
     return count
 
 
