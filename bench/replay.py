@@ -1,0 +1,141 @@
+"""Replay throughput: the full pipeline against a bare-Beam baseline, side by side.
+
+    python bench/replay.py FILE [--json OUT] [--repeat N]
+
+FILE is an Avro event file, or the Taobao UserBehavior CSV (imported first).
+Each variant runs in its own child process (so peak memory is its own), one
+after the other, ``--repeat`` times, alternating; the best wall time of each
+is kept:
+
+* ``baseline``: Beam's ReadFromAvro, key by user, Sessions(30 min),
+  GroupByKey, count: the least a sessionizing Beam job does;
+* ``pipeline``: microtarget's full replay (decode, dedupe, sessions, rolling
+  windows, timeline and profiles, writes to a real Redis started here).
+
+Prints and writes ``pipeline_events_per_s``, ``baseline_events_per_s``,
+``ratio`` (pipeline / baseline) and ``peak_rss_mb`` (of the pipeline's
+process), plus the details of every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def _baseline(path: str) -> dict:
+    import apache_beam as beam
+    from apache_beam.transforms import window
+
+    started = time.perf_counter()
+    with beam.Pipeline(runner="DirectRunner") as pipeline:
+        _ = (
+            pipeline
+            | "Read" >> beam.io.ReadFromAvro(path)
+            | "KeyByUser" >> beam.Map(lambda e: (e["user_id"] or e["anonymous_id"], e))
+            | "Timestamp"
+            >> beam.Map(lambda kv: window.TimestampedValue(kv, kv[1]["timestamp"] / 1000))
+            | "Sessions" >> beam.WindowInto(window.Sessions(30 * 60))
+            | "GroupByKey" >> beam.GroupByKey()
+            | "Count" >> beam.combiners.Count.Globally().without_defaults()
+        )
+    return {"wall_seconds": time.perf_counter() - started}
+
+
+def _pipeline(path: str) -> dict:
+    from runners.local_redis import RedisServer
+    from runners.replay import ReplayRequest, run
+
+    with tempfile.TemporaryDirectory() as tmp, RedisServer(data_dir=Path(tmp) / "redis") as server:
+        request = ReplayRequest(
+            inputs=[path],
+            redis_url=server.url,
+            namespace="bench",
+            dead_letters_dir=str(Path(tmp) / "dead-letters"),
+        )
+        started = time.perf_counter()
+        summary = run(request)
+        wall = time.perf_counter() - started
+    return {"wall_seconds": wall, "summary": summary}
+
+
+def _child(variant: str, path: str) -> None:
+    result = {"baseline": _baseline, "pipeline": _pipeline}[variant](path)
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result))
+
+
+def _count_events(path: str) -> int:
+    from schemas import read_container
+
+    return sum(1 for _ in read_container(path))
+
+
+def _prepare(source: str, workdir: Path) -> str:
+    if source.endswith(".csv"):
+        from transforms.importers import import_taobao
+
+        out = workdir / "events.avro"
+        import_taobao([source], str(out))
+        return str(out)
+    return source
+
+
+def _run_child(variant: str, path: str) -> dict:
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", variant, path],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("file")
+    parser.add_argument("--json", default=None, help="write the result here")
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        _child(args.child, args.file)
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        path = _prepare(args.file, Path(tmp))
+        events = _count_events(path)
+        runs: dict[str, list[dict]] = {"baseline": [], "pipeline": []}
+        for _ in range(args.repeat):
+            for variant in ("baseline", "pipeline"):
+                runs[variant].append(_run_child(variant, path))
+                print(f"{variant}: {runs[variant][-1]['wall_seconds']:.2f} s", file=sys.stderr)
+    best = {v: min(r["wall_seconds"] for r in rs) for v, rs in runs.items()}
+    result = {
+        "file": args.file,
+        "events": events,
+        "pipeline_events_per_s": round(events / best["pipeline"], 1),
+        "baseline_events_per_s": round(events / best["baseline"], 1),
+        "ratio": round(best["baseline"] / best["pipeline"], 3),
+        "peak_rss_mb": round(max(r["peak_rss_mb"] for r in runs["pipeline"]), 1),
+        "baseline_peak_rss_mb": round(max(r["peak_rss_mb"] for r in runs["baseline"]), 1),
+        "runs": runs,
+    }
+    print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

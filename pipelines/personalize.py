@@ -1,0 +1,66 @@
+"""The personalization pipeline: one graph, whatever the source, sinks and runner.
+
+``build(raw_records, config)`` takes the raw records of any source (see
+``transforms.sources``) and returns the pipeline's outputs by name; the
+runners wire sources and sinks around it. ``python -m pipelines.personalize``
+runs it with the standard Beam flags plus the options in
+``pipelines.options``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import apache_beam as beam
+
+from models.events import user_key
+from pipelines.config import Config
+from transforms.dedupe import DeduplicateEvents
+from transforms.sessions import SummarizeSessions
+from transforms.sources import DecodeEvents
+from transforms.timeline import UserTimeline
+from transforms.trending import TrendingItems
+
+
+def _key_by_user(event: dict):
+    return user_key(event), event
+
+
+def build(raw_records: beam.PCollection, config: Config) -> dict[str, beam.PCollection]:
+    """Wire the personalization graph.
+
+    Returns:
+        ``profiles`` (snapshot dicts), ``trending`` (per category and window),
+        ``dead_letters`` (dicts shaped like ``schemas/dead_letter.avsc``).
+    """
+    lateness = config.timeline.allowed_lateness
+    decoded = raw_records | "DecodeEvents" >> DecodeEvents()
+    unique = decoded.events | "Deduplicate" >> DeduplicateEvents(config.dedupe.horizon)
+    keyed = unique | "KeyByUser" >> beam.Map(_key_by_user)
+    sessions = keyed | "SummarizeSessions" >> SummarizeSessions(config.sessions.gap, lateness)
+    trending = keyed | "TrendingItems" >> TrendingItems(
+        config.rolling.size, config.rolling.period, config.rolling.trending_top, lateness
+    )
+    timeline = (keyed, sessions) | "UserTimeline" >> UserTimeline(
+        config.profile_params(), lateness, config.timeline.retention
+    )
+    dead_letters = (
+        decoded.dead_letters,
+        timeline.dead_letters,
+    ) | "AllDeadLetters" >> beam.Flatten()
+    return {
+        "profiles": timeline.profiles,
+        "trending": trending,
+        "dead_letters": dead_letters,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m pipelines.personalize``."""
+    from runners.replay import run_from_argv
+
+    return run_from_argv(sys.argv[1:] if argv is None else argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

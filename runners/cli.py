@@ -1,0 +1,155 @@
+"""The ``microtarget`` command line.
+
+``replay`` runs recorded files through the pipeline into Redis, ``profile``
+prints one user's profile, ``import`` and ``generate`` make event files,
+``redis`` manages the embedded Redis that ``replay`` starts when no
+``--redis`` URL is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from pipelines.config import ConfigError, load_config
+from runners import generate_cmd, import_cmd
+from runners.replay import DEFAULT_HOME, ReplayRequest, format_summary
+
+EMBEDDED_DIR = DEFAULT_HOME / "redis"
+
+
+def _redis_url(args) -> str:
+    if args.redis:
+        return args.redis
+    from runners.local_redis import ensure_embedded
+
+    url = ensure_embedded(EMBEDDED_DIR)
+    port = url.rsplit(":", 1)[1].split("/", 1)[0]
+    print(
+        f"embedded Redis: {url} (data in {EMBEDDED_DIR}/; connect with "
+        f"`redis-cli -p {port}`; stop with `microtarget redis stop`)",
+        file=sys.stderr,
+    )
+    return url
+
+
+def _replay(args) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from runners import replay
+
+    request = ReplayRequest(
+        inputs=args.files,
+        redis_url=_redis_url(args),
+        namespace=args.namespace,
+        config=config,
+        dead_letters_dir=args.dead_letters,
+        progress=not args.quiet,
+        beam_args=args.beam_args,
+    )
+    try:
+        summary = replay.run(request)
+    except replay.InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"replayed {', '.join(args.files)} into namespace {args.namespace!r}")
+    print(format_summary(summary))
+    print(f"dead letters: {args.dead_letters}/")
+    if args.summary_json:
+        path = Path(args.summary_json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(summary, indent=2) + "\n")
+    return 0
+
+
+def _profile(args) -> int:
+    import redis
+
+    from transforms.redis_sink import read_profile
+
+    client = redis.Redis.from_url(_redis_url(args))
+    snapshot = read_profile(client, args.namespace, args.user)
+    if snapshot is None:
+        print(f"no profile for user {args.user!r} in namespace {args.namespace!r}", file=sys.stderr)
+        return 1
+    print(json.dumps(snapshot, indent=2, sort_keys=True))
+    return 0
+
+
+def _redis(args) -> int:
+    from runners.local_redis import ensure_embedded, stop_embedded
+
+    if args.action == "stop":
+        stopped = stop_embedded(EMBEDDED_DIR)
+        print("embedded Redis stopped" if stopped else "embedded Redis was not running")
+    else:
+        print(ensure_embedded(EMBEDDED_DIR))
+    return 0
+
+
+def _add_redis_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--redis",
+        default=None,
+        help="redis:// or rediss:// URL (user and password may be in it); "
+        "default: the embedded Redis in .microtarget/redis",
+    )
+    parser.add_argument("--namespace", default="default", help="key namespace (mt:NS:...)")
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser of ``microtarget``."""
+    top = argparse.ArgumentParser(
+        prog="microtarget", description="Real-time micro-targeted personalization on Apache Beam."
+    )
+    sub = top.add_subparsers(dest="command", required=True)
+
+    replay = sub.add_parser("replay", help="replay recorded event files into Redis (batch)")
+    replay.add_argument("files", nargs="+", help="Avro or JSON lines files; globs allowed")
+    _add_redis_flags(replay)
+    replay.add_argument("--config", default=None, help="YAML config (see examples/config.yaml)")
+    replay.add_argument(
+        "--dead-letters",
+        default=str(DEFAULT_HOME / "dead-letters"),
+        help="folder for dead-letter JSON lines (default: %(default)s)",
+    )
+    replay.add_argument("--summary-json", default=None, help="write the run summary as JSON here")
+    replay.add_argument("--quiet", action="store_true", help="no progress lines")
+    replay.add_argument(
+        "beam_args",
+        nargs=argparse.REMAINDER,
+        help="after `--`: Beam pipeline flags, e.g. -- --direct_num_workers=2",
+    )
+    replay.set_defaults(func=_replay)
+
+    profile = sub.add_parser("profile", help="print one user's profile as JSON")
+    profile.add_argument("user")
+    _add_redis_flags(profile)
+    profile.set_defaults(func=_profile)
+
+    redis_cmd = sub.add_parser("redis", help="the embedded Redis: print its URL, or stop it")
+    redis_cmd.add_argument("action", choices=["url", "stop"])
+    redis_cmd.set_defaults(func=_redis)
+
+    import_cmd.register(sub)
+    generate_cmd.register(sub)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``microtarget`` console script."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = parser().parse_args(argv)
+    if getattr(args, "beam_args", None) and args.beam_args[0] == "--":
+        args.beam_args = args.beam_args[1:]
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Run batch replays on Beam's FnApiRunner, tuned for this job's state.
+
+Why the FnApiRunner, named explicitly: ``DirectRunner`` picks its engine per
+pipeline, and Beam's ``DeduplicatePerKey`` declares a processing-time timer,
+which sends the whole pipeline to the legacy bundle-based runner: several
+times slower, and it loses the counters of steps fed by timers. The
+FnApiRunner runs every transform here, timers included.
+
+Why the patch: the FnApiRunner's in-process worker caches user state and
+weighs each cached value with ``objsize.get_deep_size``, whose default walks
+the globals of every loaded module on every call to exclude them. With one
+state cell per event id (deduplication) that walk was 80% of a replay's time
+(py-spy, 10,000 Taobao events: 18.0 s with it, 3.7 s without). The patch
+keeps Beam's own size, referents and filter functions and only turns the
+module-globals walk off (state values here are plain data, so the sizes are
+the same). It applies to Beam 2.77's ``statecache`` module and is skipped,
+with a warning, if that module ever stops matching.
+"""
+
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger(__name__)
+_patched = False
+
+
+def speed_up_state_cache() -> bool:
+    """Turn off objsize's per-call module-globals walk in Beam's state cache (idempotent)."""
+    global _patched
+    if _patched:
+        return True
+    try:
+        import objsize
+        from apache_beam.runners.worker import statecache
+
+        size_func = statecache._size_func
+        referents_func = statecache._get_referents_func
+        filter_func = statecache._filter_func
+    except (ImportError, AttributeError) as exc:
+        log.warning("state cache sizing left as is (Beam internals changed: %s)", exc)
+        return False
+
+    def get_deep_size(*objs):
+        return objsize.get_deep_size(
+            *objs,
+            get_size_func=size_func,
+            get_referents_func=referents_func,
+            filter_func=filter_func,
+            exclude_modules_globals=False,
+        )
+
+    statecache.get_deep_size = get_deep_size
+    _patched = True
+    return True

@@ -1,0 +1,48 @@
+-- Versioned, idempotent replace of one record kept as a hash, plus optional companions.
+--
+-- KEYS[1]   the hash; its field `version` holds the version of what it holds
+-- KEYS[2..] companion keys replaced together with the hash (a list or a sorted set)
+-- ARGV[1]   version of the new record (integer, only grows for one key)
+-- ARGV[2]   TTL of the hash in seconds (0: no expiry)
+-- ARGV[3]   number N of hash field/value pairs that follow
+-- ARGV[4 .. 3+2N]  field, value, field, value, ...
+-- then, for each companion key in order:
+--   kind ("list" | "zset"), TTL seconds, number M of items, then the items
+--   (list: M values, pushed in order; zset: M score/member pairs)
+--
+-- Returns 1 if written, 0 if the stored version is the same or newer (a stale or
+-- retried write changes nothing).
+local stored = redis.call('HGET', KEYS[1], 'version')
+if stored and tonumber(stored) >= tonumber(ARGV[1]) then
+  return 0
+end
+local n = tonumber(ARGV[3])
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(ARGV, 4, 3 + 2 * n))
+local ttl = tonumber(ARGV[2])
+if ttl > 0 then
+  redis.call('EXPIRE', KEYS[1], ttl)
+end
+local at = 4 + 2 * n
+for k = 2, #KEYS do
+  local kind = ARGV[at]
+  local key_ttl = tonumber(ARGV[at + 1])
+  local m = tonumber(ARGV[at + 2])
+  at = at + 3
+  redis.call('DEL', KEYS[k])
+  if kind == 'list' then
+    if m > 0 then
+      redis.call('RPUSH', KEYS[k], unpack(ARGV, at, at + m - 1))
+    end
+    at = at + m
+  else
+    if m > 0 then
+      redis.call('ZADD', KEYS[k], unpack(ARGV, at, at + 2 * m - 1))
+    end
+    at = at + 2 * m
+  end
+  if m > 0 and key_ttl > 0 then
+    redis.call('EXPIRE', KEYS[k], key_ttl)
+  end
+end
+return 1

@@ -1,0 +1,238 @@
+"""Write profiles and trending items to Redis: versioned, idempotent, one batch per bundle.
+
+Written by hand because Beam has no Redis sink for Python. Each write is a
+compare-and-set in Lua (``cas_write.lua``): a record replaces what is stored
+only if its version is newer, so an older snapshot never overwrites a newer
+one and a retried bundle changes nothing. Every key of one record (the hash
+and its companion list or sorted set) is replaced in the same script, so a
+reader never sees half of an update.
+
+Key layout (``NS`` is ``--namespace``; documented for consumers in the README):
+
+``mt:NS:profile:USER`` (hash)
+    ``user_id``, ``version``, ``first_seen``, ``last_seen``, ``events``,
+    ``sessions``, ``top_category``, ``top_brand``, ``engagement``, ``ltv``,
+    ``price_band``, ``flags`` (the set flags, comma separated) and
+    ``snapshot`` (the whole profile as canonical JSON). Fields whose value is
+    unknown are absent. ``version`` is the profile's event-time clock (ms).
+``mt:NS:recent:USER`` (list)
+    recently viewed product ids, newest first.
+``mt:NS:trending:CATEGORY`` (sorted set) and ``mt:NS:trending:CATEGORY:meta`` (hash)
+    the most viewed products of the category in its current sliding window
+    (score = views); the meta hash holds ``version`` (event time of the newest
+    view counted), ``window_start``, ``window_end`` and ``category``.
+
+The client is created in ``setup``; records are buffered per bundle (the
+newest per key wins) and written in one pipelined batch in
+``finish_bundle`` (or when the buffer is full). Counters ``redis_writes_applied``
+and ``redis_writes_stale`` count the outcome of every compare-and-set.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import apache_beam as beam
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+NAMESPACE = "microtarget"
+FLUSH_EVERY = 2000
+SCRIPT = (Path(__file__).parent / "cas_write.lua").read_text()
+
+PROFILE_FIELDS = (
+    "user_id",
+    "version",
+    "first_seen",
+    "last_seen",
+    "events",
+    "sessions",
+    "top_category",
+    "top_brand",
+    "engagement",
+    "ltv",
+    "price_band",
+)
+
+log = logging.getLogger(__name__)
+
+
+class RedisSinkError(RuntimeError):
+    """A batch could not be written (the message says which keys and why)."""
+
+
+def key(namespace: str, kind: str, name: str) -> str:
+    """The Redis key of one record.
+
+    >>> key("shop1", "profile", "u42")
+    'mt:shop1:profile:u42'
+    """
+    return f"mt:{namespace}:{kind}:{name}"
+
+
+def canonical_json(value) -> str:
+    """JSON with sorted keys and no spaces: equal values give equal bytes."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _text(value) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def profile_write(namespace: str, snapshot: dict, ttl: dict[str, int]) -> tuple[list, list]:
+    """KEYS and ARGV of the compare-and-set that stores one profile snapshot."""
+    user = snapshot["user_id"]
+    pairs = []
+    for name in PROFILE_FIELDS:
+        value = snapshot.get(name)
+        if value is not None:
+            pairs += [name, _text(value)]
+    flags = ",".join(sorted(name for name, on in snapshot.get("flags", {}).items() if on))
+    pairs += ["flags", flags, "snapshot", canonical_json(snapshot)]
+    recent = [str(item) for item in snapshot.get("recent_items", [])]
+    keys = [key(namespace, "profile", user), key(namespace, "recent", user)]
+    args = [snapshot["version"], ttl.get("profile", 0), len(pairs) // 2, *pairs]
+    args += ["list", ttl.get("recent", 0), len(recent), *recent]
+    return keys, args
+
+
+def trending_write(namespace: str, record: dict, ttl: dict[str, int]) -> tuple[list, list]:
+    """KEYS and ARGV of the compare-and-set that stores one category's trending items."""
+    category = record["category"]
+    meta = [
+        "version",
+        record["version"],
+        "window_start",
+        record["window_start"],
+        "window_end",
+        record["window_end"],
+        "category",
+        category,
+    ]
+    members = []
+    for item, count in record["items"]:
+        members += [count, item]
+    keys = [key(namespace, "trending", f"{category}:meta"), key(namespace, "trending", category)]
+    seconds = ttl.get("trending", 0)
+    args = [record["version"], seconds, len(meta) // 2, *meta]
+    args += ["zset", seconds, len(members) // 2, *members]
+    return keys, args
+
+
+class _CasWriteFn(beam.DoFn):
+    """Buffer records per bundle, newest version per key, and write them in one batch."""
+
+    def __init__(self, url: str, namespace: str, ttl: dict[str, int], to_write):
+        self._url = url
+        self._namespace = namespace
+        self._ttl = dict(ttl)
+        self._to_write = to_write
+        self._applied = beam.metrics.Metrics.counter(NAMESPACE, "redis_writes_applied")
+        self._stale = beam.metrics.Metrics.counter(NAMESPACE, "redis_writes_stale")
+        self._client = None
+        self._script = None
+        self._buffer: dict = {}
+
+    def setup(self):
+        retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=5)
+        self._client = redis.Redis.from_url(
+            self._url,
+            socket_timeout=30,
+            socket_connect_timeout=10,
+            retry=retry,
+            retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
+        )
+        self._script = self._client.register_script(SCRIPT)
+
+    def start_bundle(self):
+        self._buffer = {}
+
+    def process(self, record):
+        keys, args = self._to_write(self._namespace, record, self._ttl)
+        held = self._buffer.get(keys[0])
+        if held is None or held[1][0] < args[0]:
+            self._buffer[keys[0]] = (keys, args)
+        else:
+            # An older snapshot of the same key in this bundle: the CAS would skip it too.
+            self._stale.inc()
+        if len(self._buffer) >= FLUSH_EVERY:
+            self._flush()
+
+    def finish_bundle(self):
+        self._flush()
+
+    def _flush(self):
+        if not self._buffer:
+            return
+        batch = list(self._buffer.values())
+        self._buffer = {}
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for keys, args in batch:
+                self._script(keys=keys, args=args, client=pipe)
+            results = pipe.execute()
+        except redis.exceptions.RedisError as exc:
+            raise RedisSinkError(
+                f"writing {len(batch)} records to {_safe(self._url)} failed "
+                f"(first key {batch[0][0][0]!r}): {exc}"
+            ) from exc
+        applied = sum(1 for result in results if result == 1)
+        self._applied.inc(applied)
+        self._stale.inc(len(results) - applied)
+
+    def teardown(self):
+        if self._client is not None:
+            self._client.close()
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    if "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+
+
+class WriteProfilesToRedis(beam.PTransform):
+    """Profile snapshots -> ``mt:NS:profile:USER`` and ``mt:NS:recent:USER``."""
+
+    def __init__(self, url: str, namespace: str, ttl_seconds: dict[str, int]):
+        super().__init__()
+        self._fn = _CasWriteFn(url, namespace, ttl_seconds, profile_write)
+
+    def expand(self, snapshots):
+        return snapshots | "CasWrite" >> beam.ParDo(self._fn)
+
+
+class WriteTrendingToRedis(beam.PTransform):
+    """Trending records -> ``mt:NS:trending:CATEGORY`` (+ ``:meta``), latest window wins."""
+
+    def __init__(self, url: str, namespace: str, ttl_seconds: dict[str, int]):
+        super().__init__()
+        self._fn = _CasWriteFn(url, namespace, ttl_seconds, trending_write)
+
+    def expand(self, records):
+        return records | "CasWrite" >> beam.ParDo(self._fn)
+
+
+def read_profile(client: redis.Redis, namespace: str, user: str) -> dict | None:
+    """The stored profile snapshot of one user, or None."""
+    raw = client.hget(key(namespace, "profile", user), "snapshot")
+    return None if raw is None else json.loads(raw)
+
+
+def read_trending(client: redis.Redis, namespace: str, category: str) -> list[tuple[str, int]]:
+    """The trending items of one category, most viewed first."""
+    pairs = client.zrange(key(namespace, "trending", category), 0, -1, withscores=True)
+    return sorted(((member.decode(), int(score)) for member, score in pairs), key=_by_count)
+
+
+def _by_count(pair):
+    return -pair[1], pair[0]

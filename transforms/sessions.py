@@ -1,0 +1,70 @@
+"""SummarizeSessions: Beam session windows and a CombineFn over the pure core.
+
+Input: ``(user, event)`` pairs with event-time timestamps, bounded or not.
+Output: ``(user, timeline item)`` pairs carrying one summary per session,
+timestamped at the end of the session window (last event + gap), which is
+also when the summary takes effect in the profile.
+
+Windowing: ``Sessions(gap)``; events later than the watermark by at most the
+allowed lateness update the session in an accumulating late pane; later ones
+are dropped by Beam here, and dead-lettered by ``UserTimeline``.
+"""
+
+from __future__ import annotations
+
+import apache_beam as beam
+from apache_beam.transforms import window
+
+from models import session, timeline
+from transforms.windowing import late_panes
+
+NAMESPACE = "microtarget"
+
+
+class SessionSummaryFn(beam.CombineFn):
+    """CombineFn over ``models.session``; the output is the raw accumulator."""
+
+    def create_accumulator(self):
+        return session.empty()
+
+    def add_input(self, accumulator, event):
+        return session.add(accumulator, event)
+
+    def merge_accumulators(self, accumulators):
+        return session.merge(accumulators)
+
+    def extract_output(self, accumulator):
+        return accumulator
+
+
+class _ToTimelineItem(beam.DoFn):
+    def __init__(self):
+        self._sessions = beam.metrics.Metrics.counter(NAMESPACE, "sessions")
+
+    def process(self, keyed, win=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
+        user, accumulator = keyed
+        if pane.is_first:
+            self._sessions.inc()
+        closed_at = win.max_timestamp().micros // 1000
+        yield user, timeline.session_item(session.finish(accumulator, user), closed_at)
+
+
+class SummarizeSessions(beam.PTransform):
+    """Cut each user's events into sessions and summarize every session."""
+
+    def __init__(self, gap_ms: int, allowed_lateness_ms: int = 0):
+        super().__init__()
+        self._gap_ms = gap_ms
+        self._allowed_lateness_ms = allowed_lateness_ms
+
+    def expand(self, keyed_events):
+        return (
+            keyed_events
+            | "WindowIntoSessions"
+            >> beam.WindowInto(
+                window.Sessions(self._gap_ms / 1000),
+                **late_panes(self._allowed_lateness_ms),
+            )
+            | "CombineSession" >> beam.CombinePerKey(SessionSummaryFn())
+            | "ToTimelineItem" >> beam.ParDo(_ToTimelineItem())
+        )
