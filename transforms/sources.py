@@ -166,18 +166,30 @@ def _resync(stream, position: int, sync: bytes) -> bool:
         position += len(chunk)
 
 
+def _line_reader(stream):
+    """``readline(limit)``, or plain ``readline()`` where the stream has no limit."""
+    try:
+        stream.readline(0)
+    except TypeError:  # Beam's CompressedFile reads whole lines only
+        return lambda _limit: stream.readline()
+    return stream.readline
+
+
 def iter_json_lines(stream, source: str):
     """Raw records of one JSON lines file; blank lines are not records."""
+    readline = _line_reader(stream)
     number = 0
     while True:
-        line = stream.readline(MAX_LINE_BYTES + 1)
+        line = readline(MAX_LINE_BYTES + 1)
         if not line:
             return
         number += 1
-        if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+        if len(line) > MAX_LINE_BYTES + 1 or (
+            len(line) > MAX_LINE_BYTES and not line.endswith(b"\n")
+        ):
             rest = 0
-            while True:  # skip to the end of the over-long line
-                more = stream.readline(MAX_LINE_BYTES)
+            while not line.endswith(b"\n"):  # skip to the end of the over-long line
+                more = readline(MAX_LINE_BYTES)
                 rest += len(more)
                 if not more or more.endswith(b"\n"):
                     break
@@ -195,21 +207,24 @@ def iter_json_lines(stream, source: str):
 
 def iter_file(path: str):
     """Raw records of one file, Avro or JSON lines by its first bytes."""
+    with FileSystems.open(path) as sniff:
+        head = sniff.read(4)
     with FileSystems.open(path) as raw:
-        # Compressed streams are not seekable: Avro parsing needs seek, so buffer those.
-        stream = raw if _seekable(raw) else io.BytesIO(raw.read())
-        head = stream.read(4)
-        stream.seek(0)
-        if head == AVRO_MAGIC:
-            yield from iter_avro(stream, path)
+        if head != AVRO_MAGIC:
+            yield from iter_json_lines(raw, path)
+        elif _seekable(raw):
+            yield from iter_avro(raw, path)
         else:
-            yield from iter_json_lines(stream, path)
+            # Resyncing after a damaged block needs seek; compressed streams get buffered.
+            yield from iter_avro(io.BytesIO(raw.read()), path)
 
 
 def _seekable(stream) -> bool:
+    if type(stream).__name__ == "CompressedFile":
+        return False  # Beam's CompressedFile emulates seek by reading again from the start
     try:
-        return bool(stream.seekable()) and stream.tell() == 0
-    except (AttributeError, OSError, ValueError):
+        return bool(stream.seekable())
+    except (AttributeError, OSError, ValueError, TypeError):
         return False
 
 
