@@ -110,7 +110,11 @@ def parser() -> argparse.ArgumentParser:
     )
     sub = top.add_subparsers(dest="command", required=True)
 
-    replay = sub.add_parser("replay", help="replay recorded event files into Redis (batch)")
+    replay = sub.add_parser(
+        "replay",
+        help="replay recorded event files into Redis (batch)",
+        epilog="Beam pipeline flags go after a bare `--`, e.g. -- --runner=FnApiRunner",
+    )
     replay.add_argument("files", nargs="+", help="Avro or JSON lines files; globs allowed")
     _add_redis_flags(replay)
     replay.add_argument("--config", default=None, help="YAML config (see examples/config.yaml)")
@@ -121,11 +125,6 @@ def parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("--summary-json", default=None, help="write the run summary as JSON here")
     replay.add_argument("--quiet", action="store_true", help="no progress lines")
-    replay.add_argument(
-        "beam_args",
-        nargs=argparse.REMAINDER,
-        help="after `--`: Beam pipeline flags, e.g. -- --direct_num_workers=2",
-    )
     replay.set_defaults(func=_replay)
 
     profile = sub.add_parser("profile", help="print one user's profile as JSON")
@@ -145,9 +144,12 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``microtarget`` console script."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    args = parser().parse_args(argv)
-    if getattr(args, "beam_args", None) and args.beam_args[0] == "--":
-        args.beam_args = args.beam_args[1:]
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Everything after a bare `--` goes to Beam untouched (e.g. -- --runner=FnApiRunner).
+    beam_args = argv[argv.index("--") + 1 :] if "--" in argv else []
+    ours = argv[: argv.index("--")] if "--" in argv else argv
+    args = parser().parse_args(ours)
+    args.beam_args = beam_args
     return args.func(args)
 
 
