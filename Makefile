@@ -21,6 +21,9 @@ demo: setup
 	$(BIN)/microtarget generate --events 20000 --users 400 --seed 7 --out $(DEMO)/events.avro
 	$(BIN)/microtarget replay $(DEMO)/events.avro --config examples/config.yaml \
 	    --summary-json $(DEMO)/summary.json
+	@echo
+	@echo "next: .venv/bin/microtarget profile $$(.venv/bin/python -c 'import json; print(min(json.load(open("$(DEMO)/events.personas.json"))["personas"]))')   # one user's profile"
+	@echo "      make demo-stop                   # stops the embedded Redis"
 
 demo-stop: setup
 	$(BIN)/microtarget redis stop

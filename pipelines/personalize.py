@@ -36,7 +36,7 @@ def build(raw_records: beam.PCollection, config: Config) -> dict[str, beam.PColl
     lateness = config.timeline.allowed_lateness
     decoded = raw_records | "DecodeEvents" >> DecodeEvents()
     unique = decoded.events | "Deduplicate" >> DeduplicateEvents(config.dedupe.horizon)
-    keyed = unique | "KeyByUser" >> beam.Map(_key_by_user)
+    keyed = unique | "KeyByUser" >> beam.Map(_key_by_user).with_output_types(tuple[str, dict])
     sessions = keyed | "SummarizeSessions" >> SummarizeSessions(config.sessions.gap, lateness)
     trending = keyed | "TrendingItems" >> TrendingItems(
         config.rolling.size, config.rolling.period, config.rolling.trending_top, lateness

@@ -15,8 +15,7 @@ import sys
 from pathlib import Path
 
 from pipelines.config import ConfigError, load_config
-from runners import generate_cmd, import_cmd
-from runners.replay import DEFAULT_HOME, ReplayRequest, format_summary
+from runners import DEFAULT_HOME, generate_cmd, import_cmd
 
 EMBEDDED_DIR = DEFAULT_HOME / "redis"
 
@@ -44,7 +43,7 @@ def _replay(args) -> int:
         return 2
     from runners import replay
 
-    request = ReplayRequest(
+    request = replay.ReplayRequest(
         inputs=args.files,
         redis_url=_redis_url(args),
         namespace=args.namespace,
@@ -59,7 +58,7 @@ def _replay(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"replayed {', '.join(args.files)} into namespace {args.namespace!r}")
-    print(format_summary(summary))
+    print(replay.format_summary(summary))
     print(f"dead letters: {args.dead_letters}/")
     if args.summary_json:
         path = Path(args.summary_json)
@@ -103,6 +102,22 @@ def _add_redis_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--namespace", default="default", help="key namespace (mt:NS:...)")
 
 
+class _DropNotice(logging.Filter):
+    """Drops Beam's notices that say nothing about this job."""
+
+    NOTICES = ("apitools not found", "No shards found to finalize")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(message.startswith(notice) for notice in self.NOTICES)
+
+
+def quiet_beam_notices() -> None:
+    """Beam logs about Google Cloud clients and empty output shards on every run."""
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_DropNotice())
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of ``microtarget``."""
     top = argparse.ArgumentParser(
@@ -144,6 +159,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``microtarget`` console script."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    quiet_beam_notices()
     argv = list(sys.argv[1:] if argv is None else argv)
     # Everything after a bare `--` goes to Beam untouched (e.g. -- --runner=FnApiRunner).
     beam_args = argv[argv.index("--") + 1 :] if "--" in argv else []

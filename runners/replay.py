@@ -22,12 +22,11 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from pipelines import personalize
 from pipelines.config import Config, ConfigError, load_config
 from pipelines.options import PersonalizeOptions
-from runners import local_runner
+from runners import DEFAULT_HOME, local_runner
 from transforms.redis_sink import WriteProfilesToRedis, WriteTrendingToRedis
 from transforms.sources import ReadEvents
 
 NAMESPACE = "microtarget"
-DEFAULT_HOME = Path(".microtarget")
 
 
 class InputError(ValueError):

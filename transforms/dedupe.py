@@ -40,7 +40,7 @@ class DeduplicateEvents(beam.PTransform):
     def expand(self, events):
         return (
             events
-            | "KeyByEventId" >> beam.Map(_by_event_id)
+            | "KeyByEventId" >> beam.Map(_by_event_id).with_output_types(tuple[str, dict])
             | "DeduplicatePerKey" >> DeduplicatePerKey(event_time_duration=self._horizon)
             | "CountUnique" >> beam.ParDo(_CountUnique())
         )

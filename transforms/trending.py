@@ -155,6 +155,7 @@ class TrendingItems(beam.PTransform):
     def expand(self, keyed_events):
         return (
             keyed_events
-            | "ViewsByCategory" >> beam.FlatMap(_view_by_category)
+            | "ViewsByCategory"
+            >> beam.FlatMap(_view_by_category).with_output_types(tuple[str, tuple])
             | "CountInOrder" >> beam.ParDo(self._fn)
         )
