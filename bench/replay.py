@@ -9,8 +9,11 @@ is kept:
 
 * ``baseline``: Beam's ReadFromAvro, key by user, Sessions(30 min),
   GroupByKey, count: the least a sessionizing Beam job does;
-* ``pipeline``: microtarget's full replay (decode, dedupe, sessions, rolling
-  windows, timeline and profiles, writes to a real Redis started here).
+* ``pipeline``: microtarget's full replay (decode and validate, dedupe,
+  sessions, trending, the ordered user timeline and profiles, writes to a
+  real Redis started here).
+
+Both run on Beam's FnApiRunner (``DirectRunner`` picks it for the baseline).
 
 Prints and writes ``pipeline_events_per_s``, ``baseline_events_per_s``,
 ``ratio`` (pipeline / baseline) and ``peak_rss_mb`` (of the pipeline's
@@ -75,17 +78,18 @@ def _child(variant: str, path: str) -> None:
 
 
 def _count_events(path: str) -> int:
-    from schemas import read_container
+    from schemas.codecs import read_container
 
     return sum(1 for _ in read_container(path))
 
 
 def _prepare(source: str, workdir: Path) -> str:
     if source.endswith(".csv"):
-        from transforms.importers import import_taobao
+        from transforms.importers import import_taobao, write_events
 
         out = workdir / "events.avro"
-        import_taobao([source], str(out))
+        items, _report = import_taobao([source])
+        write_events(items, out)
         return str(out)
     return source
 

@@ -30,7 +30,21 @@ NAMESPACE = "microtarget"
 
 
 class InputError(ValueError):
-    """Input files that cannot be replayed (the message names the pattern)."""
+    """Inputs or endpoints a replay cannot start with (the message names which)."""
+
+
+def check_redis(url: str) -> None:
+    """Fail before the pipeline starts if Redis cannot be reached at ``url``."""
+    import redis
+
+    from transforms.redis_sink import _safe
+
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+        client.ping()
+        client.close()
+    except (redis.exceptions.RedisError, ValueError) as exc:
+        raise InputError(f"cannot reach Redis at --redis {_safe(url)}: {exc}") from exc
 
 
 def check_inputs(patterns: list[str]) -> None:
@@ -135,6 +149,7 @@ def summarize(totals: dict[str, int], wall_seconds: float) -> dict:
 def run(request: ReplayRequest) -> dict:
     """Run a batch replay to the end; returns its summary."""
     check_inputs(request.inputs)
+    check_redis(request.redis_url)
     options = PipelineOptions(request.beam_args)
     standard = options.view_as(StandardOptions)
     if standard.runner is None:

@@ -112,3 +112,10 @@ def _zombie(pid: int) -> bool:
             return handle.read().split()[2] == "Z"
     except OSError:
         return True
+
+
+def test_unreachable_redis_fails_at_start(generated, capsys):
+    code = cli.main(["replay", str(generated), "--redis", "redis://user:pw@127.0.0.1:1/0"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "cannot reach Redis" in err and "pw" not in err
