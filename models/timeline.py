@@ -24,6 +24,11 @@ def session_item(summary: dict, closed_at: int) -> tuple:
     return (closed_at, summary["session_id"], SESSION, summary)
 
 
+def order(item: tuple) -> tuple:
+    """The sort key of timeline items: timestamp, then id, then kind."""
+    return item[0], item[1], item[2]
+
+
 def split_ready(items, cutoff: int) -> tuple[list[tuple], list[tuple]]:
     """Items at or before ``cutoff`` in timeline order, and the rest (unordered).
 
@@ -35,7 +40,7 @@ def split_ready(items, cutoff: int) -> tuple[list[tuple], list[tuple]]:
     rest = []
     for item in items:
         (ready if item[0] <= cutoff else rest).append(item)
-    ready.sort(key=lambda item: (item[0], item[1], item[2]))
+    ready.sort(key=order)
     return ready, rest
 
 

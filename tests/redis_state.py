@@ -4,11 +4,7 @@ from __future__ import annotations
 
 
 def namespace_state(client, namespace: str) -> dict:
-    """``{key: (type, content)}`` for every key under ``mt:NAMESPACE:``.
-
-    DUMP is not used: the byte layout of a hash Redis keeps as a hash table
-    depends on its rehashing history, not only on what it holds.
-    """
+    """``{key: (type, content)}`` for every key under ``mt:NAMESPACE:``."""
     state = {}
     for raw_key in client.scan_iter(match=f"mt:{namespace}:*", count=1000):
         key = raw_key.decode()
@@ -27,3 +23,14 @@ def namespace_state(client, namespace: str) -> dict:
             content = client.get(raw_key)
         state[key] = (kind, content)
     return dict(sorted(state.items()))
+
+
+def namespace_dumps(client, namespace: str, rename_to: str | None = None) -> dict:
+    """``{key: DUMP bytes}`` for every key under ``mt:NAMESPACE:`` (keys renamed if asked)."""
+    dumps = {}
+    for raw_key in client.scan_iter(match=f"mt:{namespace}:*", count=1000):
+        key = raw_key.decode()
+        if rename_to is not None:
+            key = f"mt:{rename_to}:" + key.removeprefix(f"mt:{namespace}:")
+        dumps[key] = client.dump(raw_key)
+    return dict(sorted(dumps.items()))

@@ -31,6 +31,7 @@ import io
 import json
 import logging
 import sys
+import time
 
 import apache_beam as beam
 import fastavro
@@ -52,6 +53,7 @@ ERROR = "error"
 AVRO_MAGIC = b"Obj\x01"
 MAX_LINE_BYTES = 1 << 20
 MAX_BLOCK_BYTES = 256 << 20
+PROGRESS_S = 5.0
 
 log = logging.getLogger(__name__)
 
@@ -235,11 +237,17 @@ class _ReadFile(beam.DoFn):
     def process(self, metadata):
         path = metadata.path
         count = 0
+        started = last = time.monotonic()
         for raw in iter_file(path):
             count += 1
             yield raw
+            if self._progress and not count % 1000 and time.monotonic() - last >= PROGRESS_S:
+                last = time.monotonic()
+                rate = count / (last - started)
+                print(f"reading {path}: {count:,} records ({rate:,.0f}/s)", file=sys.stderr)
         if self._progress:
-            print(f"read {path}: {count:,} records", file=sys.stderr, flush=True)
+            rate = count / max(time.monotonic() - started, 1e-9)
+            print(f"read {path}: {count:,} records ({rate:,.0f}/s)", file=sys.stderr, flush=True)
 
 
 class ReadEvents(beam.PTransform):

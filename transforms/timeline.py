@@ -28,18 +28,14 @@ from apache_beam.coders import PickleCoder, VarIntCoder
 from apache_beam.transforms import userstate
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.window import GlobalWindows
-from apache_beam.utils.timestamp import Timestamp
 
 from models import dead_letters, timeline
 from models import profile as prof
+from transforms import ordering
 
 NAMESPACE = "microtarget"
 DEAD_LETTERS = "dead_letters"
 STAGE = "UserTimeline"
-
-
-def _at(ms: int) -> Timestamp:
-    return Timestamp(micros=ms * 1000)
 
 
 class _TimelineFn(beam.DoFn):
@@ -67,20 +63,10 @@ class _TimelineFn(beam.DoFn):
         release=beam.DoFn.TimerParam(RELEASE),
     ):
         user, item = keyed
-        ts = item[0]
-        released_until = released.read()
-        if released_until is not None and ts <= released_until:
+        too_late = ordering.hold(item, buffer, released, pending, release, self._lateness)
+        if too_late is not None:
             self._late.inc()
-            yield beam.pvalue.TaggedOutput(
-                DEAD_LETTERS, self._late_letter(user, item, released_until)
-            )
-            return
-        buffer.add(item)
-        due = ts + self._lateness
-        pending_at = pending.read()
-        if pending_at is None or due < pending_at:
-            release.set(_at(due))
-            pending.write(due)
+            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, self._late_letter(user, item, too_late))
 
     @userstate.on_timer(RELEASE)
     def on_release(
@@ -94,20 +80,10 @@ class _TimelineFn(beam.DoFn):
         release=beam.DoFn.TimerParam(RELEASE),
         cleanup=beam.DoFn.TimerParam(CLEANUP),
     ):
-        cutoff = fired.micros // 1000 - self._lateness
-        ready, rest = timeline.split_ready(buffer.read(), cutoff)
-        buffer.clear()
-        for item in rest:
-            buffer.add(item)
-        if rest:
-            due = max(item[0] for item in rest) + self._lateness
-            release.set(_at(due))
-            pending.write(due)
-        else:
-            pending.clear()
-        released.write(cutoff)
+        ready = ordering.release(fired, buffer, released, pending, release, self._lateness)
         if not ready:
             return
+        ready.sort(key=timeline.order)
         state = profile.read()
         if state is None:
             self._profiles.inc()
@@ -115,7 +91,7 @@ class _TimelineFn(beam.DoFn):
         for item in ready:
             timeline.apply(self._params, state, item)
         profile.write(state)
-        cleanup.set(_at(state["now"] + self._retention))
+        cleanup.set(ordering.at(state["now"] + self._retention))
         yield prof.snapshot(self._params, state)
 
     @userstate.on_timer(CLEANUP)
@@ -135,7 +111,7 @@ class _TimelineFn(beam.DoFn):
         pending_at = pending.read()
         if pending_at is not None:
             # Items still wait for release: they are newer activity, come back after them.
-            cleanup.set(_at(pending_at + self._retention))
+            cleanup.set(ordering.at(pending_at + self._retention))
             return
         self._expired.inc()
         buffer.clear()

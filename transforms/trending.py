@@ -28,16 +28,12 @@ import apache_beam as beam
 from apache_beam.coders import PickleCoder, VarIntCoder
 from apache_beam.transforms import userstate
 from apache_beam.transforms.timeutil import TimeDomain
-from apache_beam.utils.timestamp import Timestamp
 
 from models import events as ev
 from models import rolling
+from transforms import ordering
 
 NAMESPACE = "microtarget"
-
-
-def _at(ms: int) -> Timestamp:
-    return Timestamp(micros=ms * 1000)
 
 
 def _view_by_category(keyed):
@@ -71,17 +67,8 @@ class _TrendingFn(beam.DoFn):
         pending=beam.DoFn.StateParam(PENDING),
         release=beam.DoFn.TimerParam(RELEASE),
     ):
-        ts = keyed[1][0]
-        released_until = released.read()
-        if released_until is not None and ts <= released_until:
+        if ordering.hold(keyed[1], buffer, released, pending, release, self._lateness) is not None:
             self._late.inc()
-            return
-        buffer.add(keyed[1])
-        due = ts + self._lateness
-        pending_at = pending.read()
-        if pending_at is None or due < pending_at:
-            release.set(_at(due))
-            pending.write(due)
 
     @userstate.on_timer(RELEASE)
     def on_release(
@@ -95,20 +82,7 @@ class _TrendingFn(beam.DoFn):
         release=beam.DoFn.TimerParam(RELEASE),
         cleanup=beam.DoFn.TimerParam(CLEANUP),
     ):
-        cutoff = fired.micros // 1000 - self._lateness
-        ready, rest = [], []
-        for view in buffer.read():
-            (ready if view[0] <= cutoff else rest).append(view)
-        buffer.clear()
-        for view in rest:
-            buffer.add(view)
-        if rest:
-            due = max(view[0] for view in rest) + self._lateness
-            release.set(_at(due))
-            pending.write(due)
-        else:
-            pending.clear()
-        released.write(cutoff)
+        ready = ordering.release(fired, buffer, released, pending, release, self._lateness)
         if not ready:
             return
         buckets = buckets_state.read() or {}
@@ -124,7 +98,7 @@ class _TrendingFn(beam.DoFn):
         buckets_state.write(buckets)
         newest = max(ts for ts, _ in ready)
         start, end = rolling.current_window(max(buckets), self._size, self._period)
-        cleanup.set(_at(end + self._lateness))
+        cleanup.set(ordering.at(end + self._lateness))
         yield {
             "category": key,
             "window_start": start,

@@ -1,0 +1,54 @@
+"""Event-time ordered release, shared by the stateful DoFns that need their input in order.
+
+Items are tuples whose first element is their event time in ms. A DoFn
+``hold``s each item in a bag state and keeps one watermark timer at the
+earliest ``time + allowed_lateness`` it has not yet released; when the timer
+fires at ``T``, ``release`` hands back every held item at or before
+``T - allowed_lateness`` and re-arms the timer at the latest item still held,
+so a bounded replay fires a handful of times per key, not once per item.
+An item at or before what was already released can no longer be put in
+order: ``hold`` says so and the caller decides (dead letter, counter).
+"""
+
+from __future__ import annotations
+
+from apache_beam.utils.timestamp import Timestamp
+
+
+def at(ms: int) -> Timestamp:
+    """A Beam timestamp at ``ms`` (exact: no float on the way)."""
+    return Timestamp(micros=ms * 1000)
+
+
+def hold(item, buffer, released, pending, release, lateness_ms: int) -> int | None:
+    """Buffer ``item`` and arm the release timer; returns the released-up-to time if too late."""
+    ts = item[0]
+    released_until = released.read()
+    if released_until is not None and ts <= released_until:
+        return released_until
+    buffer.add(item)
+    due = ts + lateness_ms
+    pending_at = pending.read()
+    if pending_at is None or due < pending_at:
+        release.set(at(due))
+        pending.write(due)
+    return None
+
+
+def release(fired, buffer, released, pending, timer, lateness_ms: int) -> list:
+    """Held items at or before ``fired - lateness`` (unsorted); the rest stay held."""
+    cutoff = fired.micros // 1000 - lateness_ms
+    ready, rest = [], []
+    for item in buffer.read():
+        (ready if item[0] <= cutoff else rest).append(item)
+    buffer.clear()
+    for item in rest:
+        buffer.add(item)
+    if rest:
+        due = max(item[0] for item in rest) + lateness_ms
+        timer.set(at(due))
+        pending.write(due)
+    else:
+        pending.clear()
+    released.write(cutoff)
+    return ready
