@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 
@@ -11,7 +12,20 @@ import redis
 from runners.local_redis import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
-DATASETS = ROOT.parent / "shared" / "datasets"
+
+
+def _datasets() -> Path:
+    """The recorded datasets: $MICROTARGET_DATASETS, else ../shared/datasets, else /work's."""
+    override = os.environ.get("MICROTARGET_DATASETS")
+    if override:
+        return Path(override)
+    for candidate in (ROOT.parent / "shared" / "datasets", Path("/work/shared/datasets")):
+        if candidate.exists():
+            return candidate
+    return ROOT.parent / "shared" / "datasets"
+
+
+DATASETS = _datasets()
 
 
 @pytest.fixture(scope="session")

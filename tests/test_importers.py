@@ -19,10 +19,10 @@ import pytest
 from models.validation import FIELD_NAMES
 from runners import import_cmd
 from schemas.codecs import read_container
+from tests.conftest import DATASETS
 from transforms import importers
 from transforms.importers import EVENT, ImportConfigError
 
-DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 TAOBAO = DATASETS / "taobao_userbehavior" / "UserBehavior.csv"
 DIGINETICA = DATASETS / "diginetica_cikm2016"
 OTTO = DATASETS / "otto_mini" / "train.jsonl"
