@@ -29,21 +29,6 @@ def order(item: tuple) -> tuple:
     return item[0], item[1], item[2]
 
 
-def split_ready(items, cutoff: int) -> tuple[list[tuple], list[tuple]]:
-    """Items at or before ``cutoff`` in timeline order, and the rest (unordered).
-
-    >>> ready, rest = split_ready([(5, "b", "e", {}), (9, "c", "e", {}), (5, "a", "e", {})], 6)
-    >>> [i[1] for i in ready], [i[1] for i in rest]
-    (['a', 'b'], ['c'])
-    """
-    ready = []
-    rest = []
-    for item in items:
-        (ready if item[0] <= cutoff else rest).append(item)
-    ready.sort(key=order)
-    return ready, rest
-
-
 def apply(params: prof.ProfileParams, state: dict, item: tuple) -> dict:
     """Fold one timeline item into a profile state."""
     ts, _, kind, payload = item

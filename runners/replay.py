@@ -37,14 +37,14 @@ def check_redis(url: str) -> None:
     """Fail before the pipeline starts if Redis cannot be reached at ``url``."""
     import redis
 
-    from transforms.redis_sink import _safe
+    from transforms.redis_sink import redact_url
 
     try:
         client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
         client.ping()
         client.close()
     except (redis.exceptions.RedisError, ValueError) as exc:
-        raise InputError(f"cannot reach Redis at --redis {_safe(url)}: {exc}") from exc
+        raise InputError(f"cannot reach Redis at --redis {redact_url(url)}: {exc}") from exc
 
 
 def check_inputs(patterns: list[str]) -> None:

@@ -180,7 +180,7 @@ class _CasWriteFn(beam.DoFn):
             results = pipe.execute()
         except redis.exceptions.RedisError as exc:
             raise RedisSinkError(
-                f"writing {len(batch)} records to {_safe(self._url)} failed "
+                f"writing {len(batch)} records to {redact_url(self._url)} failed "
                 f"(first key {batch[0][0][0]!r}): {exc}"
             ) from exc
         applied = sum(1 for result in results if result == 1)
@@ -192,8 +192,8 @@ class _CasWriteFn(beam.DoFn):
             self._client.close()
 
 
-def _safe(url: str) -> str:
-    """The URL without its password, for messages and logs."""
+def redact_url(url: str) -> str:
+    """The URL without its user and password, for messages and logs."""
     if "@" not in url:
         return url
     scheme, rest = url.split("://", 1)

@@ -13,12 +13,28 @@ are dropped by Beam here, and dead-lettered by ``UserTimeline``.
 from __future__ import annotations
 
 import apache_beam as beam
-from apache_beam.transforms import window
+from apache_beam.transforms import trigger, window
 
 from models import session, timeline
-from transforms.windowing import late_panes
 
 NAMESPACE = "microtarget"
+
+
+def late_panes(allowed_lateness_ms: int) -> dict:
+    """Keyword arguments of ``beam.WindowInto`` for the given allowed lateness.
+
+    With no allowed lateness, Beam's default trigger (one on-time pane) gives
+    every answer there is and keeps the runner on its plain grouping path.
+    With lateness, a session fires on time and once more per late event,
+    accumulating, so a late event updates its session instead of being lost.
+    """
+    if allowed_lateness_ms <= 0:
+        return {}
+    return {
+        "trigger": trigger.AfterWatermark(late=trigger.AfterCount(1)),
+        "accumulation_mode": trigger.AccumulationMode.ACCUMULATING,
+        "allowed_lateness": allowed_lateness_ms / 1000,
+    }
 
 
 class SessionSummaryFn(beam.CombineFn):

@@ -131,4 +131,4 @@ def test_unreachable_redis_fails_with_a_clear_error():
 
 
 def test_password_never_appears_in_messages():
-    assert redis_sink._safe("redis://app:s3cret@host:6379/0") == "redis://***@host:6379/0"
+    assert redis_sink.redact_url("redis://app:s3cret@host:6379/0") == "redis://***@host:6379/0"
