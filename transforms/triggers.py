@@ -1,0 +1,142 @@
+"""WriteTriggers: governed triggers to Redis and to the topic.
+
+Input: trigger dicts shaped like ``schemas/trigger.avsc`` (``UserTimeline``
+governs pattern matches into triggers, see ``models.governance``), the
+control group included (``holdout: true``). Written by hand (Beam has no
+Redis sink for Python). Every trigger goes to the user's trigger log
+(``mt:NS:triggers:USER``, a list of JSON, newest first, capped); triggers
+for action (not held out) also go to the topic. The embedded default topic is a Redis Stream
+(``mt:NS:topic:triggers``, capped with ``MAXLEN ~``) that consumers read with
+``XREADGROUP``; each entry has ``trigger_id``, ``pattern`` and ``trigger``
+(canonical JSON). The id guard (``mt:NS:trigger:ID``), the log and the stream
+append run in one Lua script (``publish_trigger.lua``), so a retried bundle or
+a replay of the same file publishes nothing twice: exactly once in effect.
+The stream is named by ``TopicSink``, the interface another topic (Kafka)
+implements.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import apache_beam as beam
+import redis
+
+from transforms.redis_sink import RedisSinkError, canonical_json, connect, key, redact_url
+
+NAMESPACE = "microtarget"
+SCRIPT = (Path(__file__).parent / "publish_trigger.lua").read_text()
+FLUSH_EVERY = 1000
+
+
+@dataclass(frozen=True)
+class TopicSink:
+    """Where triggers for action are published.
+
+    The embedded default is a Redis Stream in the same Redis as the profiles,
+    appended in the same Lua script as the id guard. Another topic (Kafka)
+    implements ``publish`` for messages the guard let through.
+    """
+
+    maxlen: int = 100_000
+
+    def stream_key(self, namespace: str) -> str | None:
+        """The stream the guard script appends to, or None if ``publish`` does it."""
+        return key(namespace, "topic", "triggers")
+
+    def publish(self, messages: list[tuple[str, str]]) -> None:
+        """Publish ``(trigger_id, json)`` messages (only for sinks without a stream key)."""
+
+
+class _PublishFn(beam.DoFn):
+    """Buffer one bundle's triggers and publish them in one pipelined batch."""
+
+    def __init__(self, url: str, namespace: str, ttl_seconds: int, log_size: int, topic):
+        self._url = url
+        self._namespace = namespace
+        self._ttl = ttl_seconds
+        self._log_size = log_size
+        self._topic = topic
+        self._published = beam.metrics.Metrics.counter(NAMESPACE, "triggers_published")
+        self._repeated = beam.metrics.Metrics.counter(NAMESPACE, "triggers_already_published")
+        self._client = None
+        self._script = None
+        self._buffer: list = []
+
+    def setup(self):
+        self._client = connect(self._url)
+        self._script = self._client.register_script(SCRIPT)
+
+    def start_bundle(self):
+        self._buffer = []
+
+    def process(self, trigger):
+        self._buffer.append(trigger)
+        if len(self._buffer) >= FLUSH_EVERY:
+            self._flush()
+
+    def finish_bundle(self):
+        self._flush()
+
+    def _flush(self):
+        if not self._buffer:
+            return
+        batch, self._buffer = self._buffer, []
+        stream = self._topic.stream_key(self._namespace)
+        ns = self._namespace
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for trigger in batch:
+                keys = [
+                    key(ns, "trigger", trigger["trigger_id"]),
+                    key(ns, "triggers", trigger["user_id"]),
+                ]
+                if stream is not None and not trigger["holdout"]:
+                    keys.append(stream)
+                payload = canonical_json(trigger)
+                args = [self._ttl, payload, self._log_size, self._topic.maxlen]
+                args += [trigger["trigger_id"], trigger["pattern"]]
+                self._script(keys=keys, args=args, client=pipe)
+            results = pipe.execute()
+        except redis.exceptions.RedisError as exc:
+            raise RedisSinkError(
+                f"publishing {len(batch)} triggers to {redact_url(self._url)} failed "
+                f"(first {batch[0]['trigger_id']!r}): {exc}"
+            ) from exc
+        fresh = [t for t, result in zip(batch, results) if result == 1]
+        self._published.inc(len(fresh))
+        self._repeated.inc(len(batch) - len(fresh))
+        if stream is None:
+            self._topic.publish(
+                [(t["trigger_id"], canonical_json(t)) for t in fresh if not t["holdout"]]
+            )
+
+    def teardown(self):
+        if self._client is not None:
+            self._client.close()
+
+
+class WriteTriggers(beam.PTransform):
+    """Triggers -> the user's trigger log in Redis and, unless held out, the topic."""
+
+    def __init__(
+        self,
+        url: str,
+        namespace: str,
+        ttl_seconds: int,
+        log_size: int = 50,
+        topic: TopicSink | None = None,
+    ):
+        super().__init__()
+        self._fn = _PublishFn(url, namespace, ttl_seconds, log_size, topic or TopicSink())
+
+    def expand(self, triggers):
+        return triggers | "Publish" >> beam.ParDo(self._fn)
+
+
+def read_triggers(client: redis.Redis, namespace: str, after: str = "-", count: int | None = None):
+    """Triggers on the default topic, oldest first: ``[(stream entry id, trigger JSON)]``."""
+    start = after if after == "-" else f"({after}"
+    entries = client.xrange(key(namespace, "topic", "triggers"), min=start, count=count)
+    return [(entry_id.decode(), fields[b"trigger"].decode()) for entry_id, fields in entries]
