@@ -25,13 +25,15 @@ def late_panes(allowed_lateness_ms: int) -> dict:
 
     With no allowed lateness, Beam's default trigger (one on-time pane) gives
     every answer there is and keeps the runner on its plain grouping path.
-    With lateness, a session fires on time and once more per late event,
-    accumulating, so a late event updates its session instead of being lost.
+    With lateness, the default trigger fires a session on time and once more
+    per late event, accumulating, so a late event updates its session instead
+    of being lost. (Spelling that trigger out as
+    ``AfterWatermark(late=AfterCount(1))`` stalled the bundle-based
+    DirectRunner as soon as an event came behind the watermark.)
     """
     if allowed_lateness_ms <= 0:
         return {}
     return {
-        "trigger": trigger.AfterWatermark(late=trigger.AfterCount(1)),
         "accumulation_mode": trigger.AccumulationMode.ACCUMULATING,
         "allowed_lateness": allowed_lateness_ms / 1000,
     }
