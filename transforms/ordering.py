@@ -36,8 +36,16 @@ def hold(item, buffer, released, pending, release, lateness_ms: int) -> int | No
 
 
 def release(fired, buffer, released, pending, timer, lateness_ms: int) -> list:
-    """Held items at or before ``fired - lateness`` (unsorted); the rest stay held."""
+    """Held items at or before ``fired - lateness`` (unsorted); the rest stay held.
+
+    A runner may fire one key's timers out of order (the FnApiRunner fires all
+    of a bounded input's timers at once): the released-up-to time never moves
+    back, so a timer older than what was released hands back nothing.
+    """
     cutoff = fired.micros // 1000 - lateness_ms
+    released_until = released.read()
+    if released_until is not None and cutoff < released_until:
+        cutoff = released_until
     ready, rest = [], []
     for item in buffer.read():
         (ready if item[0] <= cutoff else rest).append(item)
