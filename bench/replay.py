@@ -11,13 +11,18 @@ is kept:
   GroupByKey, count: the least a sessionizing Beam job does;
 * ``pipeline``: microtarget's full replay (decode and validate, dedupe,
   sessions, trending, the ordered user timeline and profiles, writes to a
-  real Redis started here).
+  real Redis started here), with no patterns;
+* ``patterns``: the same with the default pattern pack
+  (``examples/patterns.yaml``): detection, governance, trigger publishing.
 
 Both run on Beam's FnApiRunner (``DirectRunner`` picks it for the baseline).
 
 Prints and writes ``pipeline_events_per_s``, ``baseline_events_per_s``,
 ``ratio`` (pipeline / baseline) and ``peak_rss_mb`` (of the pipeline's
-process), plus the details of every run.
+process), ``patterns_events_per_s``, ``patterns_ratio`` (with patterns /
+baseline) and ``patterns_share`` (the share of the pipeline's time with
+patterns that the patterns cost: 1 - pipeline time / patterns time), plus the
+details of every run.
 """
 
 from __future__ import annotations
@@ -54,15 +59,18 @@ def _baseline(path: str) -> dict:
     return {"wall_seconds": time.perf_counter() - started}
 
 
-def _pipeline(path: str) -> dict:
+def _pipeline(path: str, patterns: bool = False) -> dict:
+    from pipelines.config import Config, load_config
     from runners.local_redis import RedisServer
     from runners.replay import ReplayRequest, run
 
+    config = load_config(ROOT / "examples" / "config.yaml") if patterns else Config()
     with tempfile.TemporaryDirectory() as tmp, RedisServer(data_dir=Path(tmp) / "redis") as server:
         request = ReplayRequest(
             inputs=[path],
             redis_url=server.url,
             namespace="bench",
+            config=config,
             dead_letters_dir=str(Path(tmp) / "dead-letters"),
         )
         started = time.perf_counter()
@@ -72,7 +80,12 @@ def _pipeline(path: str) -> dict:
 
 
 def _child(variant: str, path: str) -> None:
-    result = {"baseline": _baseline, "pipeline": _pipeline}[variant](path)
+    variants = {
+        "baseline": _baseline,
+        "pipeline": _pipeline,
+        "patterns": lambda p: _pipeline(p, patterns=True),
+    }
+    result = variants[variant](path)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(result))
 
@@ -118,9 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         path = _prepare(args.file, Path(tmp))
         events = _count_events(path)
-        runs: dict[str, list[dict]] = {"baseline": [], "pipeline": []}
+        runs: dict[str, list[dict]] = {"baseline": [], "pipeline": [], "patterns": []}
         for _ in range(args.repeat):
-            for variant in ("baseline", "pipeline"):
+            for variant in runs:
                 runs[variant].append(_run_child(variant, path))
                 print(f"{variant}: {runs[variant][-1]['wall_seconds']:.2f} s", file=sys.stderr)
     best = {v: min(r["wall_seconds"] for r in rs) for v, rs in runs.items()}
@@ -132,6 +145,11 @@ def main(argv: list[str] | None = None) -> int:
         "ratio": round(best["baseline"] / best["pipeline"], 3),
         "peak_rss_mb": round(max(r["peak_rss_mb"] for r in runs["pipeline"]), 1),
         "baseline_peak_rss_mb": round(max(r["peak_rss_mb"] for r in runs["baseline"]), 1),
+        "patterns_events_per_s": round(events / best["patterns"], 1),
+        "patterns_ratio": round(best["baseline"] / best["patterns"], 3),
+        "patterns_share": round(1 - best["pipeline"] / best["patterns"], 3),
+        "patterns_peak_rss_mb": round(max(r["peak_rss_mb"] for r in runs["patterns"]), 1),
+        "triggers": runs["patterns"][-1]["summary"]["triggers_by_pattern"],
         "runs": runs,
     }
     print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2))

@@ -59,6 +59,8 @@ class ProfileParams:
     # Rolling activity: the last ``rolling_size_ms`` in ``rolling_period_ms`` buckets.
     rolling_size_ms: int = 10 * ev.MINUTE_MS
     rolling_period_ms: int = ev.MINUTE_MS
+    # A pattern's flag stays set this long after its last match.
+    pattern_flag_within_ms: int = ev.DAY_MS
 
 
 def new_state(user: str) -> dict:

@@ -17,38 +17,28 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from models import governance as gov
 from models import profile as prof
-
-_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+from models.durations import parse_duration
+from models.patterns import PatternSpec
 
 
 class ConfigError(ValueError):
     """A configuration that cannot be used; the message names the field."""
 
 
-def parse_duration(value: Any) -> int:
-    """A duration in milliseconds.
-
-    >>> parse_duration("30m"), parse_duration("500ms"), parse_duration(2)
-    (1800000, 500, 2000)
-    """
-    if isinstance(value, bool):
-        raise ValueError("duration must be like 30s, 10m, 2h or 7d")
-    if isinstance(value, int | float):
-        millis = value * 1000
-    elif isinstance(value, str) and (match := _DURATION.match(value)):
-        millis = float(match.group(1)) * _UNITS_MS[match.group(2) or "s"]
-    else:
-        raise ValueError(f"duration must be like 30s, 10m, 2h or 7d, not {value!r}")
-    if millis < 0:
-        raise ValueError("duration must not be negative")
-    return int(millis)
-
-
 Duration = Annotated[int, BeforeValidator(parse_duration)]
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
 class _Section(BaseModel):
@@ -100,6 +90,9 @@ class ProfileConfig(_Section):
     high_engagement: float = Field(default=0.7, ge=0, le=1)
     abandoned_cart_after: Duration = Field(default=30 * 60_000, gt=0)
     recently_viewed_within: Duration = Field(default=86_400_000, gt=0)
+    pattern_flag_within: Duration = Field(
+        default=86_400_000, gt=0, description="A pattern's flag stays set this long."
+    )
     price_bands: dict[str, float] = Field(
         default_factory=lambda: {"budget": 0.0, "mid": 25.0, "premium": 100.0, "luxury": 500.0},
         description="Band name -> lowest mean price in the band.",
@@ -124,6 +117,7 @@ class ProfileConfig(_Section):
             high_engagement=self.high_engagement,
             abandoned_cart_after_ms=self.abandoned_cart_after,
             recently_viewed_within_ms=self.recently_viewed_within,
+            pattern_flag_within_ms=self.pattern_flag_within,
             price_bands=tuple(sorted(self.price_bands.items(), key=lambda kv: kv[1])),
         )
 
@@ -134,19 +128,49 @@ class RedisConfig(_Section):
             "profile": 90 * 86_400_000,
             "recent": 30 * 86_400_000,
             "trending": 86_400_000,
+            "triggers": 7 * 86_400_000,
         },
         description="Time to live per key kind; 0 keeps keys forever.",
     )
 
     @model_validator(mode="after")
     def _known_kinds(self):
-        unknown = set(self.ttl) - {"profile", "recent", "trending"}
+        unknown = set(self.ttl) - {"profile", "recent", "trending", "triggers"}
         if unknown:
             raise ValueError(f"ttl has unknown key kinds: {sorted(unknown)}")
         return self
 
     def ttl_seconds(self) -> dict[str, int]:
         return {kind: ms // 1000 for kind, ms in self.ttl.items()}
+
+
+class TriggersConfig(_Section):
+    """Governance of pattern matches, and where triggers go."""
+
+    cooldown: Duration = Field(default=3_600_000, description="Per user and pattern.")
+    daily_cap: int = Field(default=5, ge=1, le=10_000, description="Per user and UTC day.")
+    holdout: float = Field(
+        default=0.1, ge=0, le=1, description="Share of (user, pattern) held out."
+    )
+    holdout_salt: str = Field(default="microtarget", min_length=1, max_length=200)
+    remember: Duration = Field(default=7 * 86_400_000, gt=0, description="Ids kept for send-once.")
+    attribution_window: Duration = Field(
+        default=7 * 86_400_000, gt=0, description="A purchase this soon after a match converts it."
+    )
+    log_size: int = Field(default=50, ge=1, le=10_000, description="Per-user trigger log length.")
+    stream_maxlen: int = Field(default=100_000, ge=1, description="Approximate cap of the stream.")
+
+    def params(self, patterns: dict[str, PatternSpec]) -> gov.GovernanceParams:
+        """The governance core's parameters, with each pattern's overrides."""
+        return gov.GovernanceParams(
+            cooldown_ms=self.cooldown,
+            daily_cap=self.daily_cap,
+            holdout=self.holdout,
+            remember_ms=self.remember,
+            salt=self.holdout_salt,
+            cooldowns={n: p.cooldown for n, p in patterns.items() if p.cooldown is not None},
+            holdouts={n: p.holdout for n, p in patterns.items() if p.holdout is not None},
+        )
 
 
 class Config(_Section):
@@ -158,6 +182,23 @@ class Config(_Section):
     timeline: TimelineConfig = TimelineConfig()
     profile: ProfileConfig = ProfileConfig()
     redis: RedisConfig = RedisConfig()
+    patterns: dict[str, PatternSpec] = Field(
+        default_factory=dict, description="Behavioural patterns by name (or a YAML file of them)."
+    )
+    triggers: TriggersConfig = TriggersConfig()
+
+    @field_validator("patterns", mode="before")
+    @classmethod
+    def _pattern_names(cls, value):
+        if isinstance(value, dict):
+            for name in value:
+                if not isinstance(name, str) or not _NAME.match(name):
+                    raise ValueError(f"pattern name {name!r} must match {_NAME.pattern}")
+        return value
+
+    def governance_params(self) -> gov.GovernanceParams:
+        """The governance core's parameters."""
+        return self.triggers.params(self.patterns)
 
     def profile_params(self) -> prof.ProfileParams:
         """The profile core's parameters, rolling windows included."""
@@ -177,7 +218,28 @@ def _describe(exc: ValidationError, origin: str) -> str:
     return "\n".join(lines)
 
 
-def parse_config(data: Any, origin: str = "(inline)") -> Config:
+def _include_patterns(data: dict, base: Path, origin: str) -> dict:
+    """``patterns: FILE`` reads the patterns from a YAML file next to the config."""
+    where = data.get("patterns")
+    if not isinstance(where, str):
+        return data
+    path = base / where
+    try:
+        patterns = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(
+            f"invalid config {origin}: patterns: cannot read {path}: {exc.strerror}"
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(
+            f"invalid config {origin}: patterns: {path} is not valid YAML: {exc}"
+        ) from None
+    if not isinstance(patterns, dict):
+        raise ConfigError(f"invalid config {origin}: patterns: {path} must hold a mapping")
+    return {**data, "patterns": patterns.get("patterns", patterns)}
+
+
+def parse_config(data: Any, origin: str = "(inline)", base: Path | None = None) -> Config:
     """Validate a config given as plain data; raises ConfigError naming the field.
 
     >>> parse_config({"sessions": {"gap": "45m"}}).sessions.gap
@@ -192,6 +254,7 @@ def parse_config(data: Any, origin: str = "(inline)") -> Config:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"invalid config {origin}: the top level must be a mapping")
+    data = _include_patterns(data, base or Path.cwd(), origin)
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
@@ -211,4 +274,4 @@ def load_config(path: str | Path | None) -> Config:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"invalid config {path}: not valid YAML: {exc}") from None
-    return parse_config(data, str(path))
+    return parse_config(data, str(path), path.parent)

@@ -31,7 +31,8 @@ def build(raw_records: beam.PCollection, config: Config) -> dict[str, beam.PColl
 
     Returns:
         ``profiles`` (snapshot dicts), ``trending`` (per category and window),
-        ``dead_letters`` (dicts shaped like ``schemas/dead_letter.avsc``).
+        ``triggers`` (governed pattern matches, ``schemas/trigger.avsc``; empty
+        without patterns), ``dead_letters`` (``schemas/dead_letter.avsc``).
     """
     lateness = config.timeline.allowed_lateness
     decoded = raw_records | "DecodeEvents" >> DecodeEvents()
@@ -41,8 +42,15 @@ def build(raw_records: beam.PCollection, config: Config) -> dict[str, beam.PColl
     trending = keyed | "TrendingItems" >> TrendingItems(
         config.rolling.size, config.rolling.period, config.rolling.trending_top, lateness
     )
+    # The profile, DetectPatterns and GovernTriggers share the user's event-time order.
     timeline = (keyed, sessions) | "UserTimeline" >> UserTimeline(
-        config.profile_params(), lateness, config.timeline.retention
+        config.profile_params(),
+        lateness,
+        config.timeline.retention,
+        config.patterns,
+        config.sessions.gap,
+        config.governance_params(),
+        config.triggers.attribution_window,
     )
     dead_letters = (
         decoded.dead_letters,
@@ -51,6 +59,7 @@ def build(raw_records: beam.PCollection, config: Config) -> dict[str, beam.PColl
     return {
         "profiles": timeline.profiles,
         "trending": trending,
+        "triggers": timeline.triggers,
         "dead_letters": dead_letters,
     }
 

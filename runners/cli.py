@@ -1,7 +1,8 @@
 """The ``microtarget`` command line.
 
-``replay`` runs recorded files through the pipeline into Redis, ``profile``
-prints one user's profile, ``import`` and ``generate`` make event files,
+``replay`` runs recorded files through the pipeline into Redis (in batch, or
+``--streaming`` through a TestStream), ``profile`` prints one user's profile,
+``triggers`` prints the published triggers, ``import`` and ``generate`` make event files,
 ``redis`` manages the embedded Redis that ``replay`` starts when no
 ``--redis`` URL is given.
 """
@@ -14,6 +15,7 @@ import logging
 import sys
 from pathlib import Path
 
+from models.durations import parse_duration
 from pipelines.config import ConfigError, load_config
 from runners import DEFAULT_HOME, generate_cmd, import_cmd
 
@@ -51,6 +53,8 @@ def _replay(args) -> int:
         dead_letters_dir=args.dead_letters,
         progress=not args.quiet,
         beam_args=args.beam_args,
+        streaming=args.streaming,
+        watermark_step_ms=args.watermark_step,
     )
     try:
         summary = replay.run(request)
@@ -79,6 +83,57 @@ def _profile(args) -> int:
         return 1
     print(json.dumps(snapshot, indent=2, sort_keys=True))
     return 0
+
+
+def _triggers(args) -> int:
+    import redis
+
+    from transforms.triggers import read_triggers
+
+    client = redis.Redis.from_url(_redis_url(args))
+    after, shown = "-", 0
+    try:
+        while True:
+            batch = read_triggers(client, args.namespace, after, count=1000)
+            for entry_id, payload in batch:
+                print(payload if args.json else _trigger_line(json.loads(payload)), flush=True)
+                after, shown = entry_id, shown + 1
+            if batch:
+                continue
+            if not args.follow:
+                break
+            # Block until something new is appended (XREAD wakes us), then read it.
+            client.xread({f"mt:{args.namespace}:topic:triggers": after}, count=1, block=5000)
+    except KeyboardInterrupt:
+        pass
+    except redis.exceptions.RedisError as exc:
+        from transforms.redis_sink import redact_url
+
+        print(
+            f"error: reading triggers from {redact_url(_redis_url(args))}: {exc}", file=sys.stderr
+        )
+        return 1
+    if not args.json:
+        print(f"{shown} triggers in namespace {args.namespace!r}", file=sys.stderr)
+    return 0
+
+
+def _trigger_line(trigger: dict) -> str:
+    from datetime import UTC, datetime
+
+    at = datetime.fromtimestamp(trigger["event_time"] / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    keys = " ".join(f"{k}={v}" for k, v in sorted(trigger["keys"].items()))
+    return f"{at}  {trigger['pattern']:<20} {trigger['user_id']:<16} {keys}".rstrip()
+
+
+def _duration(text: str) -> int:
+    try:
+        millis = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if millis <= 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return millis
 
 
 def _redis(args) -> int:
@@ -140,7 +195,25 @@ def parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("--summary-json", default=None, help="write the run summary as JSON here")
     replay.add_argument("--quiet", action="store_true", help="no progress lines")
+    replay.add_argument(
+        "--streaming",
+        action="store_true",
+        help="drive the files through a TestStream in event-time order, the watermark "
+        "advancing as in a live run (slower; same final state and triggers)",
+    )
+    replay.add_argument(
+        "--watermark-step",
+        type=_duration,
+        default="1h",
+        help="with --streaming: event time between watermark advances (default: 1h)",
+    )
     replay.set_defaults(func=_replay)
+
+    triggers = sub.add_parser("triggers", help="print the published triggers")
+    _add_redis_flags(triggers)
+    triggers.add_argument("--json", action="store_true", help="one trigger object per line")
+    triggers.add_argument("--follow", action="store_true", help="wait for new triggers")
+    triggers.set_defaults(func=_triggers)
 
     profile = sub.add_parser("profile", help="print one user's profile as JSON")
     profile.add_argument("user")

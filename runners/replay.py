@@ -1,9 +1,16 @@
-"""Replay recorded event files through the pipeline on the DirectRunner, in batch.
+"""Replay recorded event files through the pipeline: in batch, or as a stream.
 
-Wires the file source and the sinks (Redis, dead-letter files) around
-``pipelines.personalize.build``, runs it, and reads the run summary back from
-the pipeline's metrics so that the counts reconcile:
+Wires the file source and the sinks (Redis, trigger log and topic, dead-letter
+files) around ``pipelines.personalize.build``, runs it, and reads the run
+summary back from the pipeline's metrics so that the counts reconcile:
 ``events_read == valid + invalid`` and ``valid == unique + duplicates``.
+
+Batch (the default) runs on the FnApiRunner. ``streaming`` reads the files
+first, orders their records by event time and drives them through a Beam
+``TestStream`` on the (bundle-based) DirectRunner in streaming mode, the
+watermark advancing every ``watermark_step`` of event time, so timers fire
+and triggers come out in the order and timing of a live run. Both give the
+same final Redis state and the same triggers.
 """
 
 from __future__ import annotations
@@ -18,13 +25,18 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.testing.test_stream import TestStream
+from apache_beam.transforms.window import TimestampedValue
+from apache_beam.utils.timestamp import Timestamp
 
+from models.validation import validate_event
 from pipelines import personalize
 from pipelines.config import Config, ConfigError, load_config
 from pipelines.options import PersonalizeOptions
 from runners import DEFAULT_HOME, local_runner
 from transforms.redis_sink import WriteProfilesToRedis, WriteTrendingToRedis
-from transforms.sources import ReadEvents
+from transforms.sources import LINE, RECORD, ReadEvents, iter_file
+from transforms.triggers import TopicSink, WriteTriggers
 
 NAMESPACE = "microtarget"
 
@@ -69,6 +81,8 @@ class ReplayRequest:
     dead_letters_dir: str = str(DEFAULT_HOME / "dead-letters")
     progress: bool = False
     beam_args: list[str] = field(default_factory=list)
+    streaming: bool = False
+    watermark_step_ms: int = 3_600_000
 
 
 def _dead_letter_json(letter: dict) -> str:
@@ -84,9 +98,89 @@ class _Count(beam.DoFn):
         yield element
 
 
+class _AppendLines(beam.DoFn):
+    """Lines to a local file of this worker's own, flushed every bundle.
+
+    For the local streaming replay: Beam's file sinks close files on windows
+    and processing-time triggers, so an unbounded input would wait on the
+    wall clock for them.
+    """
+
+    def __init__(self, prefix: str, suffix: str):
+        self._prefix = prefix
+        self._suffix = suffix
+        self._file = None
+
+    def setup(self):
+        import uuid
+
+        Path(self._prefix).parent.mkdir(parents=True, exist_ok=True)
+        name = f"{self._prefix}-{uuid.uuid4().hex[:12]}{self._suffix}"
+        self._file = open(name, "a", encoding="utf-8")  # noqa: SIM115 (closed in teardown)
+
+    def process(self, line: str):
+        self._file.write(line + "\n")
+
+    def finish_bundle(self):
+        self._file.flush()
+
+    def teardown(self):
+        if self._file is not None:
+            self._file.close()
+
+
+def _event_time(raw) -> int | None:
+    """The event time of a raw record, or None if it will not decode into an event."""
+    _, _, kind, payload = raw
+    record = payload
+    if kind == LINE:
+        try:
+            record = json.loads(payload)
+        except (ValueError, RecursionError):
+            return None
+    elif kind != RECORD:
+        return None
+    event, _ = validate_event(record)
+    return None if event is None else event["timestamp"]
+
+
+def event_stream(patterns: list[str], step_ms: int) -> TestStream:
+    """The records of the files as a TestStream in event-time order.
+
+    Records are added in steps of ``step_ms`` of event time, each step followed
+    by the watermark advancing to its end; records that will not decode come
+    first (they become dead letters either way).
+    """
+    timed = []
+    for pattern in patterns:
+        for metadata in FileSystems.match([pattern])[0].metadata_list:
+            for raw in iter_file(metadata.path):
+                timed.append((_event_time(raw), raw))
+    first = min((ts for ts, _ in timed if ts is not None), default=0)
+    timed.sort(key=lambda pair: first - 1 if pair[0] is None else pair[0])
+    stream = TestStream().advance_watermark_to(Timestamp(micros=(first - 1) * 1000))
+    batch, step_end = [], None
+    for ts, raw in timed:
+        ts = first - 1 if ts is None else ts
+        if step_end is not None and ts >= step_end:
+            stream = stream.add_elements(batch).advance_watermark_to(
+                Timestamp(micros=step_end * 1000)
+            )
+            batch = []
+        if step_end is None or ts >= step_end:
+            step_end = (ts // step_ms + 1) * step_ms
+        batch.append(TimestampedValue(raw, Timestamp(micros=ts * 1000)))
+    if batch:
+        stream = stream.add_elements(batch)
+    return stream.advance_watermark_to_infinity()
+
+
 def wire(pipeline: beam.Pipeline, request: ReplayRequest) -> dict:
     """Source, graph and sinks of a replay; returns the graph's outputs."""
-    raw = pipeline | "ReadEvents" >> ReadEvents(request.inputs, progress=request.progress)
+    if request.streaming:
+        raw = pipeline | "ReplayAsStream" >> event_stream(request.inputs, request.watermark_step_ms)
+    else:
+        raw = pipeline | "ReadEvents" >> ReadEvents(request.inputs, progress=request.progress)
     outputs = personalize.build(raw, request.config)
     ttl = request.config.redis.ttl_seconds()
     _ = outputs["profiles"] | "WriteProfilesToRedis" >> WriteProfilesToRedis(
@@ -95,12 +189,25 @@ def wire(pipeline: beam.Pipeline, request: ReplayRequest) -> dict:
     _ = outputs["trending"] | "WriteTrendingToRedis" >> WriteTrendingToRedis(
         request.redis_url, request.namespace, ttl
     )
+    triggers = request.config.triggers
+    _ = outputs["triggers"] | "WriteTriggers" >> WriteTriggers(
+        request.redis_url,
+        request.namespace,
+        ttl.get("triggers", 0),
+        triggers.log_size,
+        TopicSink(maxlen=triggers.stream_maxlen),
+    )
     prefix = str(Path(request.dead_letters_dir) / "dead-letters")
     _ = (
         outputs["dead_letters"]
         | "CountDeadLetters" >> beam.ParDo(_Count("dead_letters"))
         | "DeadLetterJson" >> beam.Map(_dead_letter_json)
-        | "WriteDeadLetters" >> beam.io.WriteToText(prefix, file_name_suffix=".jsonl")
+        | "WriteDeadLetters"
+        >> (
+            beam.ParDo(_AppendLines(prefix, ".jsonl"))
+            if request.streaming
+            else beam.io.WriteToText(prefix, file_name_suffix=".jsonl")
+        )
     )
     return outputs
 
@@ -125,6 +232,26 @@ def summarize(totals: dict[str, int], wall_seconds: float) -> dict:
         for name, n in sorted(totals.items())
         if name.startswith("invalid_") and n
     }
+    by_pattern = {
+        name.removeprefix("matches."): n
+        for name, n in sorted(totals.items())
+        if name.startswith("matches.")
+    }
+    triggered = {
+        name.removeprefix("triggers."): n
+        for name, n in sorted(totals.items())
+        if name.startswith("triggers.")
+    }
+    converted = {
+        name.removeprefix("converted."): n
+        for name, n in sorted(totals.items())
+        if name.startswith("converted.")
+    }
+    suppressed = {
+        name.removeprefix("triggers_suppressed_"): n
+        for name, n in sorted(totals.items())
+        if name.startswith("triggers_suppressed_")
+    }
     events_read = totals.get("events_read", 0)
     return {
         "events_read": events_read,
@@ -138,7 +265,14 @@ def summarize(totals: dict[str, int], wall_seconds: float) -> dict:
         "profiles": totals.get("profiles", 0),
         "late": totals.get("late", 0),
         "dead_letters": totals.get("dead_letters", 0),
+        "matches_by_pattern": by_pattern,
+        "converted_by_pattern": converted,
         "triggers": totals.get("triggers", 0),
+        "triggers_by_pattern": triggered,
+        "triggers_holdout": totals.get("triggers_holdout", 0),
+        "triggers_suppressed": suppressed,
+        "triggers_published": totals.get("triggers_published", 0),
+        "partial_matches_dropped": totals.get("partial_matches_dropped", 0),
         "redis_writes_applied": totals.get("redis_writes_applied", 0),
         "redis_writes_stale": totals.get("redis_writes_stale", 0),
         "wall_seconds": round(wall_seconds, 3),
@@ -152,7 +286,11 @@ def run(request: ReplayRequest) -> dict:
     check_redis(request.redis_url)
     options = PipelineOptions(request.beam_args)
     standard = options.view_as(StandardOptions)
-    if standard.runner is None:
+    if request.streaming:
+        # TestStream runs on the bundle-based DirectRunner only.
+        standard.streaming = True
+        standard.runner = standard.runner or "BundleBasedDirectRunner"
+    elif standard.runner is None:
         standard.runner = "FnApiRunner"
     if standard.runner in ("FnApiRunner", "DirectRunner"):
         local_runner.speed_up_state_cache()

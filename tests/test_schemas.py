@@ -25,7 +25,23 @@ def samples(name: str) -> list[dict]:
         return generate(events=60, users=5, seed=1)[0]
     if name == "profile_snapshot":
         snap = snapshot("u1", 5000)
-        return [snap, dict(snap, last_session=None, rolling=None)]
+        snap["patterns"] = {"cart_abandonment": {"matches": 2, "last": 4000}}
+        return [snap, dict(snap, last_session=None, rolling=None, patterns=None)]
+    if name == "trigger":
+        from models import governance
+
+        match = {
+            "pattern": "cart_abandonment",
+            "pattern_version": "1",
+            "matched_event_ids": ["e1"],
+            "first_event_id": "e1",
+            "event_time": 1_800_000,
+            "keys": {"product_id": "p1"},
+        }
+        trigger, _ = governance.decide(
+            governance.GovernanceParams(), governance.new_state(), "u1", match
+        )
+        return [trigger]
     if name == "dead_letter":
         from models.dead_letters import make_dead_letter
 
@@ -40,7 +56,7 @@ def test_every_schema_parses_in_both_libraries(name):
     assert len(codecs.fingerprint(name)) == 8
 
 
-@pytest.mark.parametrize("name", ["event", "profile_snapshot", "dead_letter"])
+@pytest.mark.parametrize("name", ["event", "profile_snapshot", "dead_letter", "trigger"])
 def test_files_written_here_are_read_by_avro(tmp_path, name):
     records = samples(name)
     path = tmp_path / f"{name}.avro"
@@ -50,7 +66,7 @@ def test_files_written_here_are_read_by_avro(tmp_path, name):
     assert read == records
 
 
-@pytest.mark.parametrize("name", ["event", "profile_snapshot", "dead_letter"])
+@pytest.mark.parametrize("name", ["event", "profile_snapshot", "dead_letter", "trigger"])
 def test_files_written_by_avro_are_read_here(tmp_path, name):
     records = samples(name)
     path = tmp_path / f"{name}.avro"

@@ -126,6 +126,18 @@ def trending_write(namespace: str, record: dict, ttl: dict[str, int]) -> tuple[l
     return keys, args
 
 
+def connect(url: str) -> redis.Redis:
+    """A client for a sink: long timeouts, retries with backoff on connection errors."""
+    retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=5)
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=30,
+        socket_connect_timeout=10,
+        retry=retry,
+        retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
+    )
+
+
 class _CasWriteFn(beam.DoFn):
     """Buffer records per bundle, newest version per key, and write them in one batch."""
 
@@ -141,14 +153,7 @@ class _CasWriteFn(beam.DoFn):
         self._buffer: dict = {}
 
     def setup(self):
-        retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=5)
-        self._client = redis.Redis.from_url(
-            self._url,
-            socket_timeout=30,
-            socket_connect_timeout=10,
-            retry=retry,
-            retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
-        )
+        self._client = connect(self._url)
         self._script = self._client.register_script(SCRIPT)
 
     def start_bundle(self):

@@ -14,14 +14,39 @@ order. The DoFn runs in the global window, keyed by user:
 * an item at or before the last released time can no longer be put in order:
   it goes to the dead letters with reason ``late``.
 
-State per user: the buffer (cleared as it is released), the profile, the
+State per user: the buffer (cleared as it is released), one cell with the
+profile, the pattern automaton, the trigger governance and the matches still
+open for conversion counting (``models.timeline.new_user_state``), the
 released-up-to time and the pending timer. A cleanup timer at
-``last_seen + retention`` drops all of it for a user who went quiet.
+``last_seen + retention`` drops all of it for a user who went quiet (after
+firing any absence deadline still open).
 
-Outputs: ``profiles`` (snapshot dicts, the main output) and ``dead_letters``.
+Patterns (``DetectPatterns``): every released event also advances the
+user's CEP automaton (``models.cep``), so matches come in event-time order.
+A second event-time timer waits for the earliest absence deadline
+(``deadline + allowed_lateness``), so "A not followed by B within T" fires
+even when the user sends nothing more; a B that arrives late but within the
+allowed lateness is released before the deadline is judged.
+
+GovernTriggers: each match, in the same order, goes through the user's
+trigger governance (``models.governance``: send once, cooldown, daily cap,
+holdout), and the user's later purchases are matched against earlier
+matches (``models.outcomes``: counters ``converted.PATTERN`` and, for
+triggers, ``converted_treatment.PATTERN`` / ``converted_control.PATTERN``).
+It lives here rather than in a stateful step of its own because here the
+matches are already in event-time order (a downstream step would have to
+order them again), and because with Beam 2.77's FnApiRunner a second
+timer-driven stateful step fed by this one's timer output made this step's
+timer output vanish in some runs (it depended on PYTHONHASHSEED).
+
+Outputs: ``profiles`` (snapshot dicts, the main output), ``triggers``
+(``schemas/trigger.avsc`` dicts, the held-out ones included) and
+``dead_letters``.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import apache_beam as beam
 from apache_beam.coders import PickleCoder, VarIntCoder
@@ -30,29 +55,46 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.window import GlobalWindows
 
 from models import dead_letters, timeline
+from models import governance as gov
 from models import profile as prof
+from models.patterns import PatternSpec, compile_pattern
 from transforms import ordering
 
 NAMESPACE = "microtarget"
 DEAD_LETTERS = "dead_letters"
+TRIGGERS = "triggers"
 STAGE = "UserTimeline"
 
 
 class _TimelineFn(beam.DoFn):
     BUFFER = userstate.BagStateSpec("buffer", PickleCoder())
-    PROFILE = userstate.ReadModifyWriteStateSpec("profile", PickleCoder())
+    USER = userstate.ReadModifyWriteStateSpec("user", PickleCoder())
     RELEASED = userstate.ReadModifyWriteStateSpec("released", VarIntCoder())
     PENDING = userstate.ReadModifyWriteStateSpec("pending", VarIntCoder())
     RELEASE = userstate.TimerSpec("release", TimeDomain.WATERMARK)
+    DEADLINE = userstate.TimerSpec("deadline", TimeDomain.WATERMARK)
     CLEANUP = userstate.TimerSpec("cleanup", TimeDomain.WATERMARK)
 
-    def __init__(self, params: prof.ProfileParams, allowed_lateness_ms: int, retention_ms: int):
+    def __init__(
+        self,
+        params: timeline.TimelineParams,
+        specs: dict[str, PatternSpec],
+        allowed_lateness_ms: int,
+        retention_ms: int,
+    ):
         self._params = params
+        self._specs = dict(specs)
         self._lateness = allowed_lateness_ms
         self._retention = retention_ms
+        self._counters: dict = {}
         self._profiles = beam.metrics.Metrics.counter(NAMESPACE, "profiles")
         self._expired = beam.metrics.Metrics.counter(NAMESPACE, "profiles_expired")
         self._late = beam.metrics.Metrics.counter(NAMESPACE, "late")
+
+    def setup(self):
+        # Compiled here, not pickled with the DoFn: predicates are closures.
+        compiled = tuple(compile_pattern(name, spec) for name, spec in self._specs.items())
+        self._params = dataclasses.replace(self._params, patterns=compiled)
 
     def process(
         self,
@@ -74,38 +116,72 @@ class _TimelineFn(beam.DoFn):
         key=beam.DoFn.KeyParam,
         fired=beam.DoFn.TimestampParam,
         buffer=beam.DoFn.StateParam(BUFFER),
-        profile=beam.DoFn.StateParam(PROFILE),
+        user=beam.DoFn.StateParam(USER),
         released=beam.DoFn.StateParam(RELEASED),
         pending=beam.DoFn.StateParam(PENDING),
         release=beam.DoFn.TimerParam(RELEASE),
+        deadline=beam.DoFn.TimerParam(DEADLINE),
         cleanup=beam.DoFn.TimerParam(CLEANUP),
     ):
         ready = ordering.release(fired, buffer, released, pending, release, self._lateness)
-        if not ready:
-            return
-        ready.sort(key=timeline.order)
-        state = profile.read()
+        yield from self._advance(key, released.read(), ready, user, deadline, cleanup)
+
+    @userstate.on_timer(DEADLINE)
+    def on_deadline(
+        self,
+        key=beam.DoFn.KeyParam,
+        fired=beam.DoFn.TimestampParam,
+        buffer=beam.DoFn.StateParam(BUFFER),
+        user=beam.DoFn.StateParam(USER),
+        released=beam.DoFn.StateParam(RELEASED),
+        pending=beam.DoFn.StateParam(PENDING),
+        release=beam.DoFn.TimerParam(RELEASE),
+        deadline=beam.DoFn.TimerParam(DEADLINE),
+        cleanup=beam.DoFn.TimerParam(CLEANUP),
+    ):
+        # Everything up to the deadline is released first: a late B still cancels.
+        ready = ordering.release(fired, buffer, released, pending, release, self._lateness)
+        yield from self._advance(key, released.read(), ready, user, deadline, cleanup)
+
+    def _advance(self, key, now, ready, user, deadline, cleanup):
+        state = user.read()
         if state is None:
+            if not ready:
+                return
             self._profiles.inc()
-            state = prof.new_state(key)
-        for item in ready:
-            timeline.apply(self._params, state, item)
-        profile.write(state)
-        cleanup.set(ordering.at(state["now"] + self._retention))
-        yield prof.snapshot(self._params, state)
+            state = timeline.new_user_state(key)
+        step = timeline.advance(self._params, state, ready, now)
+        user.write(state)
+        if step.deadline is not None:
+            deadline.set(ordering.at(step.deadline + self._lateness))
+        cleanup.set(ordering.at(state["profile"]["now"] + self._retention))
+        for name, n in step.counts.items():
+            self._count(name, n)
+        if step.snapshot is not None:
+            yield step.snapshot
+        for trigger in step.triggers:
+            yield beam.pvalue.TaggedOutput(TRIGGERS, trigger)
+
+    def _count(self, name: str, n: int) -> None:
+        counter = self._counters.get(name)
+        if counter is None:
+            counter = self._counters[name] = beam.metrics.Metrics.counter(NAMESPACE, name)
+        counter.inc(n)
 
     @userstate.on_timer(CLEANUP)
     def on_cleanup(
         self,
+        key=beam.DoFn.KeyParam,
         fired=beam.DoFn.TimestampParam,
         buffer=beam.DoFn.StateParam(BUFFER),
-        profile=beam.DoFn.StateParam(PROFILE),
+        user=beam.DoFn.StateParam(USER),
         released=beam.DoFn.StateParam(RELEASED),
         pending=beam.DoFn.StateParam(PENDING),
+        deadline=beam.DoFn.TimerParam(DEADLINE),
         cleanup=beam.DoFn.TimerParam(CLEANUP),
     ):
-        state = profile.read()
-        if state is None or fired.micros // 1000 < state["now"] + self._retention:
+        state = user.read()
+        if state is None or fired.micros // 1000 < state["profile"]["now"] + self._retention:
             # Already cleaned, or a firing of a deadline that has since moved on.
             return
         pending_at = pending.read()
@@ -113,9 +189,14 @@ class _TimelineFn(beam.DoFn):
             # Items still wait for release: they are newer activity, come back after them.
             cleanup.set(ordering.at(pending_at + self._retention))
             return
+        if self._specs:
+            # Absence deadlines before now fire first: a runner may fire this timer before
+            # an earlier deadline timer of the same key.
+            now = fired.micros // 1000 - self._lateness
+            yield from self._advance(key, now, [], user, deadline, cleanup)
         self._expired.inc()
         buffer.clear()
-        profile.clear()
+        user.clear()
         released.clear()
 
     def _late_letter(self, user: str, item: tuple, released_until: int) -> dict:
@@ -142,9 +223,24 @@ def _event_item(keyed):
 class UserTimeline(beam.PTransform):
     """Order each user's items in event time and keep the living profile."""
 
-    def __init__(self, params: prof.ProfileParams, allowed_lateness_ms: int, retention_ms: int):
+    def __init__(
+        self,
+        params: prof.ProfileParams,
+        allowed_lateness_ms: int,
+        retention_ms: int,
+        patterns: dict[str, PatternSpec] | None = None,
+        session_gap_ms: int = 30 * 60_000,
+        governance: gov.GovernanceParams | None = None,
+        attribution_ms: int = 7 * 86_400_000,
+    ):
         super().__init__()
-        self._fn = _TimelineFn(params, allowed_lateness_ms, retention_ms)
+        timeline_params = timeline.TimelineParams(
+            profile=params,
+            session_gap_ms=session_gap_ms,
+            governance=governance or gov.GovernanceParams(),
+            attribution_ms=attribution_ms,
+        )
+        self._fn = _TimelineFn(timeline_params, patterns or {}, allowed_lateness_ms, retention_ms)
 
     def expand(self, inputs):
         events, sessions = inputs
@@ -153,5 +249,5 @@ class UserTimeline(beam.PTransform):
             sessions | "SessionsIntoGlobalWindow" >> beam.WindowInto(GlobalWindows()),
         ) | "Merge" >> beam.Flatten()
         return items | "ReleaseInOrder" >> beam.ParDo(self._fn).with_outputs(
-            DEAD_LETTERS, main="profiles"
+            DEAD_LETTERS, TRIGGERS, main="profiles"
         )

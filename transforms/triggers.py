@@ -105,7 +105,7 @@ class _PublishFn(beam.DoFn):
                 f"(first {batch[0]['trigger_id']!r}): {exc}"
             ) from exc
         fresh = [t for t, result in zip(batch, results) if result == 1]
-        self._published.inc(len(fresh))
+        self._published.inc(sum(1 for t in fresh if not t["holdout"]))
         self._repeated.inc(len(batch) - len(fresh))
         if stream is None:
             self._topic.publish(

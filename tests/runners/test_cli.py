@@ -119,3 +119,96 @@ def test_unreachable_redis_fails_at_start(generated, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "cannot reach Redis" in err and "pw" not in err
+
+
+BAD_PATTERNS = {
+    "unknown field": (
+        "stages: [{name: v, where: {event_typ: product_view}}]",
+        "patterns.p1.stages.0.where: event_typ: unknown field",
+    ),
+    "unknown operator": (
+        "stages: [{name: v, where: {dwell_ms: {atleast: 60s}}}]",
+        "patterns.p1.stages.0.where: dwell_ms.atleast: unknown operator",
+    ),
+    "negative duration": (
+        "within: -5m\n    stages: [{name: v, where: {event_type: search}}]",
+        "patterns.p1.within: duration must not be negative",
+    ),
+    "negated first stage": (
+        "stages: [{name: v, where: {event_type: search}, follows: not_followed_by}]",
+        "patterns.p1: stages.0 (v): the first stage cannot be negated",
+    ),
+    "unknown pattern key": (
+        "withn: 5m\n    stages: [{name: v, where: {event_type: search}}]",
+        "patterns.p1.withn: Extra inputs are not permitted",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_PATTERNS))
+def test_bad_pattern_fails_at_start_naming_pattern_and_field(
+    case, generated, tmp_path, redis_url, capsys
+):
+    body, expected = BAD_PATTERNS[case]
+    config = tmp_path / "bad.yaml"
+    config.write_text(f"patterns:\n  p1:\n    {body}\n")
+    code = cli.main(["replay", str(generated), "--redis", redis_url, "--config", str(config)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert expected in err, err
+
+
+def test_patterns_file_next_to_the_config_is_read(tmp_path):
+    from pipelines.config import load_config
+
+    (tmp_path / "pack.yaml").write_text("p1:\n  stages: [{name: s, where: {event_type: search}}]\n")
+    (tmp_path / "config.yaml").write_text("patterns: pack.yaml\n")
+    assert list(load_config(tmp_path / "config.yaml").patterns) == ["p1"]
+    (tmp_path / "config.yaml").write_text("patterns: missing.yaml\n")
+    with pytest.raises(ValueError, match="patterns: cannot read"):
+        load_config(tmp_path / "config.yaml")
+
+
+def test_replay_with_the_pattern_pack_prints_and_publishes_triggers(
+    generated, tmp_path, redis_url, namespace, capsys
+):
+    args = ["--redis", redis_url, "--namespace", namespace]
+    config = str(ROOT / "examples" / "config.yaml")
+    dead = str(tmp_path / "dead")
+    summary_path = tmp_path / "summary.json"
+    code = cli.main(
+        ["replay", str(generated), *args, "--config", config, "--dead-letters", dead]
+        + ["--summary-json", str(summary_path), "--quiet"]
+    )
+    assert code == 0
+    summary = json.loads(summary_path.read_text())
+    assert summary["triggers"] > 0
+    assert summary["triggers"] == sum(summary["triggers_by_pattern"].values())
+    assert summary["triggers_published"] == summary["triggers"] - summary["triggers_holdout"]
+    matched = sum(summary["matches_by_pattern"].values())
+    assert matched == summary["triggers"] + sum(summary["triggers_suppressed"].values())
+    capsys.readouterr()
+    assert cli.main(["triggers", "--json", *args]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == summary["triggers_published"]
+    first = json.loads(lines[0])
+    assert first["holdout"] is False and first["pattern"] in summary["triggers_by_pattern"]
+    assert cli.main(["triggers", *args]) == 0
+    assert first["user_id"] in capsys.readouterr().out
+
+
+def test_replay_streaming_gives_the_batch_triggers(generated, tmp_path, redis_url, capsys):
+    config = str(ROOT / "examples" / "config.yaml")
+    published = {}
+    for mode in ("batch", "streaming"):
+        namespace = f"cli-{mode}"
+        extra = ["--streaming", "--watermark-step", "6h"] if mode == "streaming" else []
+        code = cli.main(
+            ["replay", str(generated), "--redis", redis_url, "--namespace", namespace]
+            + ["--config", config, "--dead-letters", str(tmp_path / mode), "--quiet", *extra]
+        )
+        assert code == 0
+        capsys.readouterr()
+        assert cli.main(["triggers", "--json", "--redis", redis_url, "--namespace", namespace]) == 0
+        published[mode] = sorted(capsys.readouterr().out.splitlines())
+    assert published["batch"] and published["batch"] == published["streaming"]

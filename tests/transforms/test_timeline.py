@@ -40,11 +40,12 @@ def run(stream: EventStream, config: dict):
     COLLECTED.clear()
     with beam.Pipeline(runner="BundleBasedDirectRunner", options=options) as pipeline:
         outputs = personalize.build(pipeline | stream, parse_config(config))
-        for name in ("profiles", "dead_letters", "trending"):
+        for name in OUTPUTS:
             _ = outputs[name] | f"Collect{name}" >> beam.ParDo(_Collect(name))
-    return {
-        name: list(COLLECTED.get(name, [])) for name in ("profiles", "dead_letters", "trending")
-    }
+    return {name: list(COLLECTED.get(name, [])) for name in OUTPUTS}
+
+
+OUTPUTS = ("profiles", "dead_letters", "trending", "triggers")
 
 
 # The BundleBasedDirectRunner runs DoFns in this process, so a module-level list
