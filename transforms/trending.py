@@ -98,7 +98,8 @@ class _TrendingFn(beam.DoFn):
         buckets_state.write(buckets)
         newest = max(ts for ts, _ in ready)
         start, end = rolling.current_window(max(buckets), self._size, self._period)
-        cleanup.set(ordering.at(end + self._lateness))
+        # The newest bucket stays in sliding windows until ``size`` after it starts.
+        cleanup.set(ordering.at(max(buckets) + self._size + self._lateness))
         yield {
             "category": key,
             "window_start": start,

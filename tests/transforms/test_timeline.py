@@ -152,6 +152,22 @@ def test_trending_counts_the_current_window():
     assert newest["items"] == [["hot", 10], ["cold", 1]]
 
 
+def test_trending_keeps_earlier_buckets_while_the_watermark_moves_on():
+    # The watermark passes the end of the first view's bucket before the second view
+    # comes: the first view still belongs to the window of the second.
+    stream = (
+        EventStream()
+        .advance_watermark_to(at(0))
+        .add_elements([raw("a", 1, product_id="hot")])
+        .advance_watermark_to(at(4))
+        .add_elements([raw("b", 5, user="u2", product_id="hot")])
+        .advance_watermark_to_infinity()
+    )
+    newest = max(run(stream, {})["trending"], key=lambda r: r["version"])
+    assert newest["window_end"] == T0 + 6 * MIN
+    assert newest["items"] == [["hot", 2]]
+
+
 def test_state_of_a_quiet_user_is_dropped_after_retention():
     stream = (
         EventStream()
