@@ -115,8 +115,12 @@ class _TrendingFn(beam.DoFn):
         buckets_state=beam.DoFn.StateParam(BUCKETS),
         pending=beam.DoFn.StateParam(PENDING),
     ):
-        # The window has passed: only the released marker stays (to spot late views).
-        if pending.read() is None:
+        # The newest bucket has left every window: only the released marker stays (to spot
+        # late views). A runner may still deliver a firing of a timer that was moved since.
+        buckets = buckets_state.read()
+        if not buckets or pending.read() is not None:
+            return
+        if fired.micros // 1000 >= max(buckets) + self._size + self._lateness:
             buckets_state.clear()
 
 

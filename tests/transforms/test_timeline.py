@@ -168,6 +168,24 @@ def test_trending_keeps_earlier_buckets_while_the_watermark_moves_on():
     assert newest["items"] == [["hot", 2]]
 
 
+def test_trending_ignores_a_cleanup_timer_that_has_since_moved():
+    # The watermark jump to 12 makes both the release of the view at 5 and the cleanup
+    # set by the view at 1 (1 + 10) due; the release moves the cleanup to 15.
+    stream = (
+        EventStream()
+        .advance_watermark_to(at(0))
+        .add_elements([raw("a", 1, product_id="x")])
+        .advance_watermark_to(at(2))
+        .add_elements([raw("b", 5, user="u2", product_id="y")])
+        .advance_watermark_to(at(12))
+        .add_elements([raw("c", 13, user="u3", product_id="z")])
+        .advance_watermark_to_infinity()
+    )
+    newest = max(run(stream, {})["trending"], key=lambda r: r["version"])
+    assert newest["window_end"] == T0 + 14 * MIN
+    assert newest["items"] == [["y", 1], ["z", 1]]
+
+
 def test_state_of_a_quiet_user_is_dropped_after_retention():
     stream = (
         EventStream()
