@@ -23,6 +23,7 @@ demo: setup
 	    --summary-json $(DEMO)/summary.json
 	@echo
 	@echo "next: .venv/bin/microtarget profile $$(.venv/bin/python -c 'import json; print(min(json.load(open("$(DEMO)/events.personas.json"))["personas"]))')   # one user's profile"
+	@echo "      .venv/bin/microtarget triggers | head   # triggers the default patterns published"
 	@echo "      make demo-stop                   # stops the embedded Redis"
 
 demo-stop: setup

@@ -264,6 +264,9 @@ def summarize(totals: dict[str, int], wall_seconds: float) -> dict:
         "dead_letters": totals.get("dead_letters", 0),
         "matches_by_pattern": by_pattern,
         "converted_by_pattern": converted,
+        "converted_share_by_pattern": {
+            name: round(converted.get(name, 0) / n, 4) for name, n in by_pattern.items()
+        },
         "triggers": totals.get("triggers", 0),
         "triggers_by_pattern": triggered,
         "triggers_holdout": totals.get("triggers_holdout", 0),

@@ -1,0 +1,92 @@
+"""One release of a user's timeline as plain Python: profile, patterns, governance, outcomes."""
+
+from __future__ import annotations
+
+from models import governance as gov
+from models import timeline
+from models.patterns import PatternSpec, compile_pattern
+
+MIN = 60_000
+ABANDONMENT = compile_pattern(
+    "cart_abandonment",
+    PatternSpec.model_validate(
+        {
+            "within": "30m",
+            "same": "product_id",
+            "stages": [
+                {"name": "cart", "where": {"event_type": "add_to_cart"}},
+                {
+                    "name": "purchase",
+                    "where": {"event_type": "purchase"},
+                    "follows": "not_followed_by",
+                },
+            ],
+        }
+    ),
+)
+
+
+def params(**governance) -> timeline.TimelineParams:
+    return timeline.TimelineParams(
+        patterns=(ABANDONMENT,),
+        governance=gov.GovernanceParams(**{"holdout": 0.0, **governance}),
+        attribution_ms=60 * MIN,
+    )
+
+
+def item(event_id: str, minute: float, kind: str, product: str = "p1") -> tuple:
+    event = {
+        "event_id": event_id,
+        "user_id": "u1",
+        "event_type": kind,
+        "timestamp": int(minute * MIN),
+        "product_id": product,
+    }
+    return timeline.event_item(event)
+
+
+def test_a_purchase_after_the_deadline_converts_the_abandonment():
+    state = timeline.new_user_state("u1")
+    step = timeline.advance(
+        params(), state, [item("b", 45, "purchase"), item("c", 0, "add_to_cart")], 50 * MIN
+    )
+    assert [t["event_time"] for t in step.triggers] == [30 * MIN]
+    assert step.counts["matches.cart_abandonment"] == 1
+    assert step.counts["converted.cart_abandonment"] == 1
+    assert step.counts["converted_treatment.cart_abandonment"] == 1
+    assert step.snapshot["counts"] == {"add_to_cart": 1, "purchase": 1}
+    assert step.deadline is None
+
+
+def test_a_purchase_of_another_product_or_too_late_converts_nothing():
+    state = timeline.new_user_state("u1")
+    ready = [
+        item("c", 0, "add_to_cart"),
+        item("x", 40, "purchase", product="p2"),
+        item("y", 95, "purchase"),  # past the deadline (30) + attribution (60)
+    ]
+    step = timeline.advance(params(), state, ready, 100 * MIN)
+    assert step.counts["matches.cart_abandonment"] == 1
+    assert "converted.cart_abandonment" not in step.counts
+
+
+def test_an_open_deadline_is_reported_and_fires_in_a_later_release():
+    state = timeline.new_user_state("u1")
+    first = timeline.advance(params(), state, [item("c", 0, "add_to_cart")], 10 * MIN)
+    assert first.triggers == [] and first.deadline == 30 * MIN
+    second = timeline.advance(params(), state, [], 30 * MIN)
+    assert [t["matched_event_ids"] for t in second.triggers] == [["c"]]
+    # The snapshot moves to the match, though no event came.
+    assert second.snapshot["version"] == 30 * MIN
+    assert second.snapshot["flags"]["pattern:cart_abandonment"] is True
+
+
+def test_held_out_and_suppressed_matches_are_counted_apart():
+    state = timeline.new_user_state("u1")
+    ready = [item("c1", 0, "add_to_cart"), item("c2", 1, "add_to_cart", product="p2")]
+    step = timeline.advance(params(holdout=1.0), state, ready, 120 * MIN)
+    # The second abandonment falls within the first one's cooldown (1h).
+    assert step.counts["triggers"] == 1
+    assert step.counts["triggers_holdout"] == 1
+    assert step.counts["triggers_suppressed_cooldown"] == 1
+    assert [t["holdout"] for t in step.triggers] == [True]
