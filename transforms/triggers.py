@@ -35,8 +35,12 @@ class TopicSink:
     """Where triggers for action are published.
 
     The embedded default is a Redis Stream in the same Redis as the profiles,
-    appended in the same Lua script as the id guard. Another topic (Kafka)
-    implements ``publish`` for messages the guard let through.
+    appended in the same Lua script as the id guard, so guard and append are
+    one atomic step. Another topic (Kafka) returns None from ``stream_key``
+    and implements ``publish``, which gets the messages the guard let
+    through. It runs after the guard: a retried bundle finds the guard set,
+    so such a sink is at most once unless it delivers before the guard is
+    written (not built yet).
     """
 
     maxlen: int = 100_000
