@@ -138,6 +138,20 @@ def connect(url: str) -> redis.Redis:
     )
 
 
+def run_batch(client: redis.Redis, script, calls: list[tuple[list, list]], url: str) -> list:
+    """Run ``script`` once per ``(keys, args)`` in one pipelined round trip; the results."""
+    try:
+        pipe = client.pipeline(transaction=False)
+        for keys, args in calls:
+            script(keys=keys, args=args, client=pipe)
+        return pipe.execute()
+    except redis.exceptions.RedisError as exc:
+        raise RedisSinkError(
+            f"writing {len(calls)} records to {redact_url(url)} failed "
+            f"(first key {calls[0][0][0]!r}): {exc}"
+        ) from exc
+
+
 class _CasWriteFn(beam.DoFn):
     """Buffer records per bundle, newest version per key, and write them in one batch."""
 
@@ -178,16 +192,7 @@ class _CasWriteFn(beam.DoFn):
             return
         batch = list(self._buffer.values())
         self._buffer = {}
-        try:
-            pipe = self._client.pipeline(transaction=False)
-            for keys, args in batch:
-                self._script(keys=keys, args=args, client=pipe)
-            results = pipe.execute()
-        except redis.exceptions.RedisError as exc:
-            raise RedisSinkError(
-                f"writing {len(batch)} records to {redact_url(self._url)} failed "
-                f"(first key {batch[0][0][0]!r}): {exc}"
-            ) from exc
+        results = run_batch(self._client, self._script, batch, self._url)
         applied = sum(1 for result in results if result == 1)
         self._applied.inc(applied)
         self._stale.inc(len(results) - applied)

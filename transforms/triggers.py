@@ -23,7 +23,7 @@ from pathlib import Path
 import apache_beam as beam
 import redis
 
-from transforms.redis_sink import RedisSinkError, canonical_json, connect, key, redact_url
+from transforms.redis_sink import canonical_json, connect, key, run_batch
 
 NAMESPACE = "microtarget"
 SCRIPT = (Path(__file__).parent / "publish_trigger.lua").read_text()
@@ -88,26 +88,17 @@ class _PublishFn(beam.DoFn):
             return
         batch, self._buffer = self._buffer, []
         stream = self._topic.stream_key(self._namespace)
-        ns = self._namespace
-        try:
-            pipe = self._client.pipeline(transaction=False)
-            for trigger in batch:
-                keys = [
-                    key(ns, "trigger", trigger["trigger_id"]),
-                    key(ns, "triggers", trigger["user_id"]),
-                ]
-                if stream is not None and not trigger["holdout"]:
-                    keys.append(stream)
-                payload = canonical_json(trigger)
-                args = [self._ttl, payload, self._log_size, self._topic.maxlen]
-                args += [trigger["trigger_id"], trigger["pattern"]]
-                self._script(keys=keys, args=args, client=pipe)
-            results = pipe.execute()
-        except redis.exceptions.RedisError as exc:
-            raise RedisSinkError(
-                f"publishing {len(batch)} triggers to {redact_url(self._url)} failed "
-                f"(first {batch[0]['trigger_id']!r}): {exc}"
-            ) from exc
+        calls = []
+        for trigger in batch:
+            keys = [
+                key(self._namespace, "trigger", trigger["trigger_id"]),
+                key(self._namespace, "triggers", trigger["user_id"]),
+            ]
+            if stream is not None and not trigger["holdout"]:
+                keys.append(stream)
+            args = [self._ttl, canonical_json(trigger), self._log_size, self._topic.maxlen]
+            calls.append((keys, args + [trigger["trigger_id"], trigger["pattern"]]))
+        results = run_batch(self._client, self._script, calls, self._url)
         fresh = [t for t, result in zip(batch, results) if result == 1]
         self._published.inc(sum(1 for t in fresh if not t["holdout"]))
         self._repeated.inc(len(batch) - len(fresh))
