@@ -112,7 +112,7 @@ def _match(pattern: Pattern, run: Run, at: int) -> dict:
 def _key(pattern: Pattern, event: dict) -> tuple | None:
     if not pattern.same:
         return ()
-    key = tuple(event.get(name) for name in pattern.same)
+    key = tuple(get(event) for get in pattern.same_getters)
     return None if any(value is None for value in key) else key
 
 
@@ -143,7 +143,8 @@ def _step(pattern: Pattern, run: Run, event: dict, key, event_id: str, ts: int):
     stages = pattern.stages
     stage = stages[run.stage]
     successors, completed = [], []
-    relaxed = (stage.high is None or run.count < stage.high) and not stage.consecutive
+    room = stage.high is None or run.count < stage.high  # may take one more of this stage
+    relaxed = room and not stage.consecutive
     if key == run.key:
         if run.count >= stage.low:
             for j in range(run.stage + 1, len(stages)):
@@ -152,11 +153,7 @@ def _step(pattern: Pattern, run: Run, event: dict, key, event_id: str, ts: int):
                         return [], []  # a negated stage fitted: the run is cancelled
                 if stages[j].low > 0:
                     break
-        if (
-            (stage.high is None or run.count < stage.high)
-            and (run.fresh or not stage.consecutive)
-            and stage.test(event)
-        ):
+        if room and (run.fresh or not stage.consecutive) and stage.test(event):
             took, done = _took(pattern, run, run.stage, run.count + 1, event_id, ts)
             (completed if done else successors).append(took)
     if run.count >= stage.low:

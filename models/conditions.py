@@ -17,10 +17,11 @@ string fields only). ``in`` and ``not_in`` take a list of values. An operand may
 field of the same record instead of a value: ``price: {lt: {field: list_price}}``.
 
 Fields are named by their path (``properties.color``, ``rfm.r``); the caller
-says which fields exist and their kinds, so a misspelt field or an operand of
-the wrong kind is an error at start, naming the field. Fields of kind
-``duration`` hold milliseconds and take durations written ``90s`` or ``14d``;
-a bare number there is milliseconds, the field's own unit.
+says which fields exist and their kinds (a map's entries take the kind of its
+values: ``consent.marketing`` is a boolean, ``properties.size`` text, so it
+compares as text), so a misspelt field or an operand of the wrong kind is an
+error at start, naming the field. Fields of kind ``duration`` hold
+milliseconds and take durations with their unit (``90s``, ``14d``, ``1500ms``).
 
 A value that is missing (absent or null) satisfies only ``exists: false``,
 ``ne`` and ``not_in``; every other test of it is false.
@@ -42,8 +43,18 @@ STRING = "string"
 NUMBER = "number"
 DURATION = "duration"
 BOOLEAN = "boolean"
-MAP = "map"  # a map of further fields of any name, e.g. properties.color
-KINDS = (STRING, NUMBER, DURATION, BOOLEAN, MAP)
+
+
+def map_of(kind: str) -> str:
+    """The kind of a map whose entries (``field.KEY``) are of ``kind``.
+
+    >>> map_of(BOOLEAN)
+    'map<boolean>'
+    """
+    return f"map<{kind}>"
+
+
+MAP = map_of(STRING)  # e.g. properties.color
 
 OPERATORS = ("eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "exists", "prefix", "contains")
 COMBINATORS = ("all", "any", "not")
@@ -63,17 +74,27 @@ def _join(path: str, part: str) -> str:
     return f"{path}.{part}" if path else part
 
 
-def _kind_of(fields: Mapping[str, str], name: str) -> str | None:
-    """The kind of a dotted field name, or None if no such field."""
+def _is_map(kind: str) -> bool:
+    return kind.startswith("map<")
+
+
+def kind_of(fields: Mapping[str, str], name: str) -> str | None:
+    """The kind of a (dotted) field name, or None if no such field.
+
+    >>> kind_of({"consent": map_of(BOOLEAN)}, "consent.marketing")
+    'boolean'
+    """
     if name in fields:
         return fields[name]
-    head, _, _ = name.partition(".")
-    if "." in name and fields.get(head) == MAP:
-        return STRING
+    head, dot, _ = name.partition(".")
+    kind = fields.get(head)
+    if dot and kind is not None and _is_map(kind):
+        return kind[len("map<") : -1]
     return None
 
 
-def _getter(name: str) -> Callable[[Mapping], Any]:
+def getter(name: str) -> Callable[[Mapping], Any]:
+    """A function record -> the value at a (dotted) field name, None if absent."""
     parts = name.split(".")
     if len(parts) == 1:
         return lambda record: record.get(name)
@@ -92,8 +113,13 @@ def _getter(name: str) -> Callable[[Mapping], Any]:
 def _literal(kind: str, value: Any, path: str) -> Any:
     """Check (and for durations, convert) one operand against the field's kind."""
     if kind == DURATION:
+        # A unit is required: a bare number would be seconds in a config and ms in the field.
+        if not isinstance(value, str) or value.strip().replace(".", "", 1).isdigit():
+            raise ConditionError(
+                path, f"write a duration with its unit (60s, 1500ms), not {value!r}"
+            )
         try:
-            return parse_duration(value) if isinstance(value, str) else _number(value, path)
+            return parse_duration(value)
         except ValueError as exc:
             raise ConditionError(path, str(exc)) from None
     if kind == NUMBER:
@@ -123,12 +149,12 @@ def _operand(fields, kind: str, op: str, operand: Any, path: str):
         if set(operand) != {"field"}:
             raise ConditionError(path, "an operand mapping must be {field: NAME}")
         other = operand["field"]
-        other_kind = _kind_of(fields, other) if isinstance(other, str) else None
+        other_kind = kind_of(fields, other) if isinstance(other, str) else None
         if other_kind is None:
             raise ConditionError(_join(path, "field"), f"unknown field {other!r}")
         if other_kind != kind and {other_kind, kind} != {NUMBER, DURATION}:
             raise ConditionError(path, f"cannot compare a {kind} with {other} (a {other_kind})")
-        return _getter(other)
+        return getter(other)
     if op in ("in", "not_in"):
         if not isinstance(operand, list) or not operand:
             raise ConditionError(path, "expected a non-empty list")
@@ -146,7 +172,7 @@ def _test(op: str, get, operand) -> Predicate:
     if op == "exists":
         return lambda r: (get(r) is not None) is operand
     if op == "ne":
-        return lambda r: get(r) != operand(r)
+        return lambda r: (value := get(r)) is None or value != operand(r)
     if op == "not_in":
         return lambda r: get(r) not in operand(r)
 
@@ -177,13 +203,13 @@ def _test(op: str, get, operand) -> Predicate:
 
 
 def _field_tests(fields, name: str, spec: Any, path: str) -> list[Predicate]:
-    kind = _kind_of(fields, name)
+    kind = kind_of(fields, name)
     if kind is None:
         known = ", ".join(sorted(fields))
         raise ConditionError(path, f"unknown field {name!r} (known: {known})")
-    get = _getter(name)
+    get = getter(name)
     if not isinstance(spec, Mapping):
-        if kind == MAP:
+        if _is_map(kind):
             raise ConditionError(path, f"{name} is a map: test one of its entries ({name}.KEY)")
         value = _literal(kind, spec, path)
         return [lambda r: get(r) == value]
@@ -201,7 +227,7 @@ def _field_tests(fields, name: str, spec: Any, path: str) -> list[Predicate]:
                 raise ConditionError(op_path, "exists takes true or false")
             tests.append(_test(op, get, operand))
             continue
-        if kind == MAP and op != "exists":
+        if _is_map(kind):
             raise ConditionError(op_path, f"{name} is a map: test one of its entries ({name}.KEY)")
         tests.append(_test(op, get, _operand(fields, kind, op, operand, op_path)))
     return tests

@@ -46,12 +46,10 @@ def _event_fields() -> dict[str, str]:
     fields = {}
     for name, kind, _ in FIELDS:
         if kind.startswith("map<"):
-            fields[name] = cond.MAP
+            fields[name] = cond.map_of(_AVRO_KINDS[kind[len("map<") : -1]])
         else:
             fields[name] = _AVRO_KINDS[kind]
     fields["dwell_ms"] = cond.DURATION
-    for purpose in ("analytics", "personalization", "marketing"):
-        fields[f"consent.{purpose}"] = cond.BOOLEAN
     return fields
 
 
@@ -142,7 +140,7 @@ class PatternSpec(_Spec):
     @classmethod
     def _same_known(cls, value):
         for name in value:
-            if cond._kind_of(EVENT_FIELDS, name) is None:
+            if cond.kind_of(EVENT_FIELDS, name) is None:
                 raise ValueError(f"unknown field {name!r}")
         return value
 
@@ -196,6 +194,7 @@ class Pattern:
     trailing: tuple  # ((test, strict), ...): negations after the last positive stage
     within: int | None
     same: tuple[str, ...]
+    same_getters: tuple  # value of each ``same`` field (dotted names reach into maps)
     skip: str
     max_partials: int
     cooldown: int | None
@@ -231,6 +230,7 @@ def compile_pattern(name: str, spec: PatternSpec) -> Pattern:
         trailing=tuple(guards),
         within=spec.within,
         same=tuple(spec.same),
+        same_getters=tuple(cond.getter(name) for name in spec.same),
         skip=spec.skip,
         max_partials=spec.max_partials,
         cooldown=spec.cooldown,

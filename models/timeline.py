@@ -144,7 +144,9 @@ def advance(params: TimelineParams, state: dict, ready: list, now: int) -> Step:
 
 
 def _govern(params: TimelineParams, state: dict, user: str, matches: list, step: Step) -> None:
-    for match in matches:
+    # Each batch is later than the one before; inside one, deadlines of several patterns
+    # can interleave: govern in event time (then trigger id), not pattern order.
+    for match in sorted(matches, key=lambda m: gov.order(m, user)):
         pattern = match["pattern"]
         step.counts[f"matches.{pattern}"] += 1
         trigger, reason = gov.decide(params.governance, state["governance"], user, match)
@@ -160,4 +162,5 @@ def _govern(params: TimelineParams, state: dict, user: str, matches: list, step:
             step.triggers.append(trigger)
         outcomes.track(state["outcomes"], match, group, params.attribution_ms)
     if matches:
-        gov.prune(params.governance, state["governance"], matches[-1]["event_time"])
+        newest = max(match["event_time"] for match in matches)
+        gov.prune(params.governance, state["governance"], newest)

@@ -196,6 +196,16 @@ class Config(_Section):
                     raise ValueError(f"pattern name {name!r} must match {_NAME.pattern}")
         return value
 
+    @model_validator(mode="after")
+    def _patterns_fit_retention(self):
+        for name, pattern in self.patterns.items():
+            if pattern.within is not None and pattern.within >= self.timeline.retention:
+                raise ValueError(
+                    f"patterns.{name}.within must be shorter than timeline.retention "
+                    "(a user's state, open matches included, is dropped after it)"
+                )
+        return self
+
     def governance_params(self) -> gov.GovernanceParams:
         """The governance core's parameters."""
         return self.triggers.params(self.patterns)

@@ -88,6 +88,7 @@ def _profile(args) -> int:
 def _triggers(args) -> int:
     import redis
 
+    from transforms.redis_sink import key
     from transforms.triggers import read_triggers
 
     client = redis.Redis.from_url(_redis_url(args))
@@ -103,7 +104,8 @@ def _triggers(args) -> int:
             if not args.follow:
                 break
             # Block until something new is appended (XREAD wakes us), then read it.
-            client.xread({f"mt:{args.namespace}:topic:triggers": after}, count=1, block=5000)
+            stream = key(args.namespace, "topic", "triggers")
+            client.xread({stream: "0-0" if after == "-" else after}, count=1, block=5000)
     except KeyboardInterrupt:
         pass
     except redis.exceptions.RedisError as exc:

@@ -35,7 +35,7 @@ from pipelines import personalize
 from pipelines.config import Config, ConfigError, load_config
 from pipelines.options import PersonalizeOptions
 from runners import DEFAULT_HOME, local_runner
-from transforms.redis_sink import WriteProfilesToRedis, WriteTrendingToRedis
+from transforms.redis_sink import WriteProfilesToRedis, WriteTrendingToRedis, key
 from transforms.sources import LINE, RECORD, ReadEvents, iter_file
 from transforms.triggers import TopicSink, WriteTriggers
 
@@ -113,8 +113,6 @@ class _AppendLines(beam.DoFn):
         self._file = None
 
     def setup(self):
-        import uuid
-
         Path(self._prefix).parent.mkdir(parents=True, exist_ok=True)
         name = f"{self._prefix}-{uuid.uuid4().hex[:12]}{self._suffix}"
         self._file = open(name, "a", encoding="utf-8")  # noqa: SIM115 (closed in teardown)
@@ -296,9 +294,9 @@ def _streaming_summary(request: ReplayRequest, run_id: str, records: int, wall: 
             letters += sum(1 for _ in handle)
     client = redis.Redis.from_url(request.redis_url)
     try:
-        match = f"mt:{request.namespace}:profile:*"
+        match = key(request.namespace, "profile", "*")
         profiles = sum(1 for _ in client.scan_iter(match=match, count=1000))
-        on_topic = client.xlen(f"mt:{request.namespace}:topic:triggers")
+        on_topic = client.xlen(key(request.namespace, "topic", "triggers"))
     finally:
         client.close()
     return {

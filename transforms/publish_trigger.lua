@@ -11,24 +11,31 @@
 -- ARGV[5]  the trigger id (a stream field, so consumers can dedupe)
 -- ARGV[6]  the pattern (a stream field, so consumers can filter without parsing)
 --
--- Returns 1 if published now, 0 if the id was published before.
-local ttl = tonumber(ARGV[1])
-local fresh
-if ttl > 0 then
-  fresh = redis.call('SET', KEYS[1], '1', 'NX', 'EX', ttl)
-else
-  fresh = redis.call('SET', KEYS[1], '1', 'NX')
-end
-if not fresh then
+-- Returns 1 if published now, 0 if the id was published before. Redis does not undo a
+-- script's writes when it fails halfway, so every check comes before the first write and
+-- the guard is written last: a failure leaves nothing behind, and the retry publishes.
+if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
+local log_type = redis.call('TYPE', KEYS[2])['ok']
+if log_type ~= 'none' and log_type ~= 'list' then
+  return redis.error_reply('trigger log ' .. KEYS[2] .. ' holds a ' .. log_type)
+end
+if KEYS[3] then
+  local stream_type = redis.call('TYPE', KEYS[3])['ok']
+  if stream_type ~= 'none' and stream_type ~= 'stream' then
+    return redis.error_reply('trigger stream ' .. KEYS[3] .. ' holds a ' .. stream_type)
+  end
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*',
+             'trigger_id', ARGV[5], 'pattern', ARGV[6], 'trigger', ARGV[2])
+end
+local ttl = tonumber(ARGV[1])
 redis.call('LPUSH', KEYS[2], ARGV[2])
 redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[3]) - 1)
 if ttl > 0 then
   redis.call('EXPIRE', KEYS[2], ttl)
-end
-if KEYS[3] then
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*',
-             'trigger_id', ARGV[5], 'pattern', ARGV[6], 'trigger', ARGV[2])
+  redis.call('SET', KEYS[1], '1', 'EX', ttl)
+else
+  redis.call('SET', KEYS[1], '1')
 end
 return 1

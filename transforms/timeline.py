@@ -123,6 +123,8 @@ class _TimelineFn(beam.DoFn):
         deadline=beam.DoFn.TimerParam(DEADLINE),
         cleanup=beam.DoFn.TimerParam(CLEANUP),
     ):
+        if pending.read() is None:
+            return  # a firing of a timer moved or spent since: nothing is held
         ready = ordering.release(fired, buffer, released, pending, release, self._lateness)
         yield from self._advance(key, released.read(), ready, user, deadline, cleanup)
 
@@ -139,6 +141,8 @@ class _TimelineFn(beam.DoFn):
         deadline=beam.DoFn.TimerParam(DEADLINE),
         cleanup=beam.DoFn.TimerParam(CLEANUP),
     ):
+        if user.read() is None:
+            return  # the user's state was dropped since the deadline was set
         # Everything up to the deadline is released first: a late B still cancels.
         ready = ordering.release(fired, buffer, released, pending, release, self._lateness)
         yield from self._advance(key, released.read(), ready, user, deadline, cleanup)
@@ -198,6 +202,7 @@ class _TimelineFn(beam.DoFn):
         buffer.clear()
         user.clear()
         released.clear()
+        deadline.clear()
 
     def _late_letter(self, user: str, item: tuple, released_until: int) -> dict:
         ts, item_id, kind, payload = item

@@ -623,3 +623,15 @@ def test_pickled_state_keeps_its_deadline():
     restored.state = pickle.loads(pickle.dumps(detector.state))
     assert restored.deadline() == 11_000
     assert _ids(restored.expire(11_000)) == [["a1"]]
+
+
+def test_same_reaches_into_maps_with_a_dotted_name():
+    pattern = _pattern(stages=[_stage("a", times=2)], same="properties.color")
+    found = Detector(pattern).feed(
+        _ev("a1", 0, properties={"color": "red"}),
+        _ev("a2", 1, properties={"color": "blue"}),
+        _ev("a3", 2, properties={"color": "red"}),
+    )
+    assert [(m["matched_event_ids"], m["keys"]) for m in found] == [
+        (["a1", "a3"], {"properties.color": "red"})
+    ]

@@ -11,6 +11,7 @@ from models.conditions import (
     STRING,
     ConditionError,
     compile_condition,
+    map_of,
 )
 
 FIELDS = {
@@ -24,8 +25,7 @@ FIELDS = {
     "gap_ms": DURATION,
     "in_stock": BOOLEAN,
     "properties": MAP,
-    "consent": MAP,
-    "consent.marketing": BOOLEAN,
+    "consent": map_of(BOOLEAN),
 }
 
 
@@ -250,6 +250,21 @@ def test_duration_strings(operand, dwell, expected):
     assert _holds({"dwell_ms": {"gte": operand}}, {"dwell_ms": dwell}) is expected
 
 
+def test_map_entries_take_the_kind_of_the_map_values():
+    assert _holds({"consent.marketing": True}, {"consent": {"marketing": True}}) is True
+    assert _holds({"consent.email": False}, {"consent": {"email": True}}) is False
+    # properties hold text, so they compare as text (documented)
+    assert _holds({"properties.size": {"gt": "10"}}, {"properties": {"size": "9"}}) is True
+
+
+def test_ne_is_true_for_a_missing_value_whatever_the_operand():
+    assert _holds({"price": {"ne": {"field": "list_price"}}}, {}) is True
+    assert _holds({"price": {"ne": {"field": "list_price"}}}, {"price": 1.0}) is True
+    assert (
+        _holds({"price": {"ne": {"field": "list_price"}}}, {"price": 1, "list_price": 1}) is False
+    )
+
+
 def test_duration_in_days_and_lists():
     assert _holds({"gap_ms": {"gte": "14d"}}, {"gap_ms": 14 * 86_400_000}) is True
     assert _holds({"gap_ms": {"gte": "14d"}}, {"gap_ms": 14 * 86_400_000 - 1}) is False
@@ -325,6 +340,9 @@ def test_unknown_operator_names_field_and_operator():
         ({"price": {"prefix": "1"}}, "where.price.prefix", "prefix needs a string field"),
         ({"dwell_ms": {"gte": "a while"}}, "where.dwell_ms.gte", "duration must be like"),
         ({"dwell_ms": {"gte": "-1s"}}, "where.dwell_ms.gte", "must not be negative"),
+        ({"dwell_ms": {"gte": 60}}, "where.dwell_ms.gte", "with its unit"),
+        ({"dwell_ms": {"gte": "60"}}, "where.dwell_ms.gte", "with its unit"),
+        ({"consent.marketing": "yes"}, "where.consent.marketing", "expected true or false"),
         ({"price": {"in": [1, "two"]}}, "where.price.in[1]", "expected a number"),
         ({"category": {"exists": "yes"}}, "where.category.exists", "exists takes true or false"),
         ({"price": {"lt": {"field": "category"}}}, "where.price.lt", "cannot compare a number"),

@@ -3,6 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
+from models.conditions import kind_of
 from models.patterns import (
     EVENT_FIELDS,
     PatternSpec,
@@ -95,7 +96,8 @@ def test_derived_fields_are_known_to_conditions():
     assert EVENT_FIELDS["gap_ms"] == "duration"
     assert EVENT_FIELDS["session_start"] == "number"
     assert EVENT_FIELDS["discount"] == "number"
-    assert EVENT_FIELDS["consent.marketing"] == "boolean"
+    assert kind_of(EVENT_FIELDS, "consent.marketing") == "boolean"
+    assert kind_of(EVENT_FIELDS, "properties.color") == "string"
     PatternSpec.model_validate(
         {"stages": [{"name": "back", "where": {"gap_ms": {"gte": "14d"}, "discount": {"gt": 0}}}]}
     )

@@ -90,3 +90,33 @@ def test_held_out_and_suppressed_matches_are_counted_apart():
     assert step.counts["triggers_holdout"] == 1
     assert step.counts["triggers_suppressed_cooldown"] == 1
     assert [t["holdout"] for t in step.triggers] == [True]
+
+
+def test_matches_of_several_patterns_are_governed_in_event_time_order():
+    def absence(name: str, first: str, within: str):
+        spec = {
+            "within": within,
+            "stages": [
+                {"name": "a", "where": {"event_type": first}},
+                {"name": "b", "where": {"event_type": "purchase"}, "follows": "not_followed_by"},
+            ],
+        }
+        return compile_pattern(name, PatternSpec.model_validate(spec))
+
+    # Declared so that pattern order and event-time order disagree.
+    patterns = (absence("a_cart", "add_to_cart", "30m"), absence("b_search", "search", "2m"))
+    day = 24 * 60 * MIN
+    ready = [
+        item("c", (day - 20 * MIN) / MIN, "add_to_cart"),  # deadline: 00:10 of day 2
+        item("s", (day - 3 * MIN) / MIN, "search"),  # deadline: 23:59 of day 1
+        item("v", (day + 20 * MIN) / MIN, "page_view"),
+    ]
+    tparams = timeline.TimelineParams(
+        patterns=patterns, governance=gov.GovernanceParams(holdout=0.0, daily_cap=1)
+    )
+    step = timeline.advance(tparams, timeline.new_user_state("u1"), ready, day + 30 * MIN)
+    assert [(t["pattern"], t["event_time"]) for t in step.triggers] == [
+        ("b_search", day - MIN),
+        ("a_cart", day + 10 * MIN),
+    ]
+    assert step.counts["triggers_suppressed_daily_cap"] == 0

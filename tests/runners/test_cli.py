@@ -212,3 +212,12 @@ def test_replay_streaming_gives_the_batch_triggers(generated, tmp_path, redis_ur
         assert cli.main(["triggers", "--json", "--redis", redis_url, "--namespace", namespace]) == 0
         published[mode] = sorted(capsys.readouterr().out.splitlines())
     assert published["batch"] and published["batch"] == published["streaming"]
+
+
+def test_a_pattern_window_must_be_shorter_than_the_retention():
+    from pipelines.config import ConfigError, parse_config
+
+    pattern = {"within": "40d", "stages": [{"name": "s", "where": {"event_type": "search"}}]}
+    with pytest.raises(ConfigError, match=r"patterns\.p1\.within must be shorter"):
+        parse_config({"patterns": {"p1": pattern}})
+    assert parse_config({"patterns": {"p1": pattern}, "timeline": {"retention": "60d"}})

@@ -134,7 +134,7 @@ def test_purchase_later_than_the_allowed_lateness_is_dead_lettered():
     assert letter["event_id"] == "b1"
 
 
-def test_governance_cooldown_and_send_once_in_the_stream():
+def test_governance_cooldown_in_the_stream():
     rapid = {
         "within": "3m",
         "stages": [{"name": "view", "where": {"event_type": "product_view"}, "times": 2}],

@@ -6,9 +6,11 @@ import json
 
 import apache_beam as beam
 import fastavro
+import pytest
 
 from models import governance
 from schemas.codecs import load_schema
+from transforms.redis_sink import RedisSinkError
 from transforms.triggers import WriteTriggers, read_triggers
 
 
@@ -77,3 +79,20 @@ def test_held_out_triggers_are_logged_but_not_published(redis_url, namespace, re
 def test_the_user_log_is_capped(redis_url, namespace, redis_client):
     publish(redis_url, namespace, [trigger("u1", f"e{i}", i) for i in range(8)], log_size=3)
     assert redis_client.llen(f"mt:{namespace}:triggers:u1") == 3
+
+
+def test_a_failed_publish_leaves_nothing_and_the_retry_publishes(
+    redis_url, namespace, redis_client
+):
+    stream = f"mt:{namespace}:topic:triggers"
+    redis_client.set(stream, "not a stream")
+    sent = trigger("u1", "e1", 1000)
+    with pytest.raises(Exception) as caught:
+        publish(redis_url, namespace, [sent])
+    assert isinstance(caught.value, RedisSinkError) or "RedisSinkError" in str(caught.value)
+    assert not redis_client.exists(f"mt:{namespace}:trigger:{sent['trigger_id']}")
+    assert not redis_client.exists(f"mt:{namespace}:triggers:u1")
+    redis_client.delete(stream)
+    publish(redis_url, namespace, [sent])
+    assert [t for _, t in read_triggers(redis_client, namespace)] != []
+    assert redis_client.llen(f"mt:{namespace}:triggers:u1") == 1
