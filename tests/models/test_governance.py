@@ -257,14 +257,3 @@ def test_order_is_event_time_then_trigger_id():
     assert ordered[2]["first_event_id"] == "e3"
     first_ids = [gov.trigger_id("cart_abandonment", "u1", m["first_event_id"]) for m in ordered]
     assert first_ids[0] < first_ids[1]
-
-
-def test_decisions_do_not_depend_on_arrival_order_once_ordered():
-    params = _params(cooldown_ms=30 * MINUTE_MS, daily_cap=3)
-    matches = [_match(f"e{i}", (i % 7) * 10 * MINUTE_MS) for i in range(20)]
-
-    def govern(batch):
-        decisions, _ = _decide_all(params, sorted(batch, key=lambda m: gov.order(m, "u1")))
-        return decisions
-
-    assert govern(matches) == govern(list(reversed(matches)))
