@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import re
 
+from models.privacy import scrub_text
+
 EXCERPT_CHARS = 200
 
 # Order matters: e-mails and IPs before the generic digit runs they contain.
@@ -22,6 +24,9 @@ _DIGITS = re.compile(r"\d{6,}")
 
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"?')
+# Identifiers and personal fields are masked whole, whatever they look like.
+PERSONAL_FIELDS = ("user_id", "anonymous_id", "email", "phone", "ip")
+_PERSONAL_JSON = re.compile(r'"(' + "|".join(PERSONAL_FIELDS) + r')"(\s*:\s*)"(?:[^"\\]|\\.)*"?')
 
 
 def _phone(match: re.Match) -> str:
@@ -41,13 +46,13 @@ def mask_excerpt(raw, limit: int = EXCERPT_CHARS) -> str:
     """The start of a raw record (bytes, text or dict), personal-looking values masked.
 
     >>> mask_excerpt('{"mail": "ann.lee@example.com", "ip": "10.1.2.3", "tel": "+49 170 1234567"}')
-    '{"mail": "<email>", "ip": "<ip>", "tel": "<phone>"}'
+    '{"mail": "<email>", "ip": "<id>", "tel": "<phone>"}'
     >>> mask_excerpt(b"\\xff\\xfeabc")
     '\\\\xff\\\\xfeabc'
     >>> mask_excerpt("order 12345678 of user 42")
     'order ######## of user 42'
-    >>> mask_excerpt('{"timestamp": 1511544070000, "user_id": "u12345678"}')
-    '{"timestamp": 1511544070000, "user_id": "u########"}'
+    >>> mask_excerpt('{"timestamp": 1511544070000, "user_id": "ann", "anonymous_id": 7}')
+    '{"timestamp": 1511544070000, "user_id": "<id>", "anonymous_id": 7}'
     """
     if raw is None:
         return ""
@@ -63,6 +68,7 @@ def mask_excerpt(raw, limit: int = EXCERPT_CHARS) -> str:
         text = text[: limit * 4]
     if text.lstrip()[:1] in ("{", "["):
         # JSON: mask inside string literals only; bare numbers (times, prices) stay readable.
+        text = _PERSONAL_JSON.sub(r'"\1"\2"<id>"', text)
         text = _STRING.sub(lambda m: _mask(m.group(0)), text)
     else:
         text = _mask(text)
@@ -91,11 +97,11 @@ def make_dead_letter(
     """
     return {
         "reason": reason,
-        "detail": detail,
+        "detail": scrub_text(detail),
         "stage": stage,
         "source": source,
         "offset": None if offset is None else str(offset),
-        "event_id": event_id if isinstance(event_id, str) else None,
+        "event_id": scrub_text(event_id) if isinstance(event_id, str) else None,
         "timestamp": timestamp if type(timestamp) is int else None,
         "excerpt": mask_excerpt(raw),
     }

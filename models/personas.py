@@ -91,6 +91,9 @@ EVENT_FIELDS = (
     "consent",
     "campaign",
     "properties",
+    "email",
+    "phone",
+    "ip",
 )
 
 DEFAULT_START_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z

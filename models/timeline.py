@@ -9,6 +9,13 @@ is what makes a replay of a recorded file give what the live run gave.
 ``UserTimeline`` DoFn to call: fold the items into the profile, feed events
 to the pattern automaton (DetectPatterns), govern its matches into triggers
 (GovernTriggers) and count which matches the user's later purchases convert.
+
+The consent gate (``models.consent``) comes first: an event the user has not
+allowed personalization for moves only counters, a session summary counts
+only if personalization was allowed through all of it, a trigger is
+suppressed (reason ``consent``) without marketing consent, and a withdrawal
+or erasure request drops everything kept about the user but the consent
+itself, and reports an erasure for the sinks to carry out.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from models import cep, outcomes
+from models import consent as cons
 from models import governance as gov
 from models import profile as prof
 
@@ -81,6 +89,10 @@ class TimelineParams:
     session_gap_ms: int = 30 * 60_000
     governance: gov.GovernanceParams = field(default_factory=gov.GovernanceParams)
     attribution_ms: int = 7 * 86_400_000
+    consent: cons.ConsentParams = field(default_factory=cons.ConsentParams)
+    retention_ms: int = 30 * 86_400_000
+    # How long a withdrawn consent is remembered after the user's last event.
+    consent_memory_ms: int = 400 * 86_400_000
 
 
 @dataclass
@@ -91,15 +103,43 @@ class Step:
     triggers: list = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)  # counter name -> increment
     deadline: int | None = None  # the earliest absence deadline still open
+    erasures: list = field(default_factory=list)  # erasure records for the sinks
 
 
 def new_user_state(user: str) -> dict:
     """All the pipeline keeps for one user."""
+    state = {"consent": cons.new_state(), "seen": None}
+    _forget(state, user)
+    return state
+
+
+def _forget(state: dict, user: str) -> None:
+    # Everything personal goes; what the user allowed stays.
+    state["profile"] = prof.new_state(user)
+    state["patterns"] = cep.new_state()
+    state["governance"] = gov.new_state()
+    state["outcomes"] = outcomes.new_state()
+
+
+def expires_at(params: TimelineParams, state: dict) -> int:
+    """When the user's state is dropped if nothing more happens.
+
+    A withdrawn consent is remembered longer than a profile: an erased user
+    must not be profiled again on the default consent when they come back.
+    """
+    withdrawn = state["consent"]["purposes"].get(cons.PERSONALIZATION) is False
+    return state["seen"] + (
+        max(params.consent_memory_ms, params.retention_ms) if withdrawn else params.retention_ms
+    )
+
+
+def erasure_record(user: str, event: dict) -> dict:
+    """What the sinks need to erase a user: who, as of when, and why."""
     return {
-        "profile": prof.new_state(user),
-        "patterns": cep.new_state(),
-        "governance": gov.new_state(),
-        "outcomes": outcomes.new_state(),
+        "user_id": user,
+        "requested_at": event["timestamp"],
+        "event_id": event["event_id"],
+        "reason": event["event_type"],
     }
 
 
@@ -111,17 +151,35 @@ def advance(params: TimelineParams, state: dict, ready: list, now: int) -> Step:
     """
     step = Step()
     user = state["profile"]["user_id"]
-    detector = state["patterns"]
-    dropped = detector["dropped"]
-    found_any = False
+    consent = state["consent"]
+    dropped = state["patterns"]["dropped"]
+    touched = False  # the profile or the patterns changed: a snapshot is due
     for item in sorted(ready, key=order):
-        apply(params.profile, state["profile"], item)
-        if not params.patterns or item[2] != EVENT:
+        ts, _, kind, payload = item
+        state["seen"] = ts if state["seen"] is None else max(state["seen"], ts)
+        if kind == EVENT:
+            if cons.observe(params.consent, consent, payload) == cons.ERASE:
+                _forget(state, user)
+                dropped, touched = 0, False
+                # Not published yet, and no longer allowed to be.
+                step.counts["triggers_dropped_erasure"] += len(step.triggers)
+                step.triggers = []
+                step.erasures.append(erasure_record(user, payload))
+                step.counts["erasures"] += 1
+            if not cons.allows(params.consent, consent, cons.PERSONALIZATION):
+                step.counts["consent_blocked"] += 1
+                continue
+        elif not cons.continuous(params.consent, consent, payload["start"]):
+            step.counts["sessions_consent_blocked"] += 1
             continue
-        event = cep.view(detector, item[3], params.session_gap_ms)
+        touched = True
+        apply(params.profile, state["profile"], item)
+        if not params.patterns or kind != EVENT:
+            continue
+        detector = state["patterns"]
+        event = cep.view(detector, payload, params.session_gap_ms)
         matches = cep.advance(params.patterns, detector, event)
         # Deadlines before this event fire before it; what it completes, after it.
-        ts = event["timestamp"]
         earlier = [m for m in matches if m["event_time"] < ts]
         _govern(params, state, user, earlier, step)
         for pattern, group in outcomes.observe(state["outcomes"], event):
@@ -129,14 +187,14 @@ def advance(params: TimelineParams, state: dict, ready: list, now: int) -> Step:
             if group != outcomes.SUPPRESSED:
                 step.counts[f"converted_{group}.{pattern}"] += 1
         _govern(params, state, user, matches[len(earlier) :], step)
-        found_any = found_any or bool(matches)
+    detector = state["patterns"]
     if params.patterns:
         expired = cep.expire(params.patterns, detector, now)
         _govern(params, state, user, expired, step)
-        found_any = found_any or bool(expired)
+        touched = touched or bool(expired)
         step.deadline = cep.deadline(params.patterns, detector)
         step.counts["partial_matches_dropped"] += detector["dropped"] - dropped
-    if ready or found_any:
+    if touched:
         step.snapshot = snapshot(
             params.profile, state["profile"], detector if params.patterns else None
         )
@@ -149,7 +207,10 @@ def _govern(params: TimelineParams, state: dict, user: str, matches: list, step:
     for match in sorted(matches, key=lambda m: gov.order(m, user)):
         pattern = match["pattern"]
         step.counts[f"matches.{pattern}"] += 1
-        trigger, reason = gov.decide(params.governance, state["governance"], user, match)
+        if cons.allows(params.consent, state["consent"], cons.MARKETING):
+            trigger, reason = gov.decide(params.governance, state["governance"], user, match)
+        else:
+            trigger, reason = None, "consent"
         if trigger is None:
             step.counts[f"triggers_suppressed_{reason}"] += 1
             group = outcomes.SUPPRESSED
