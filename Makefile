@@ -19,10 +19,12 @@ $(STAMP): requirements.txt requirements-dev.txt setup.py
 demo: setup
 	mkdir -p $(DEMO)
 	$(BIN)/microtarget generate --events 20000 --users 400 --seed 7 --out $(DEMO)/events.avro
+	@echo "The demo pseudonymizes user ids with the PUBLIC development key (--insecure-dev-key)."
+	@echo "In production set MICROTARGET_PSEUDONYM_KEY or pass --pseudonym-key-file; without a key the job refuses to start."
 	$(BIN)/microtarget replay $(DEMO)/events.avro --config examples/config.yaml \
-	    --summary-json $(DEMO)/summary.json
+	    --summary-json $(DEMO)/summary.json --insecure-dev-key
 	@echo
-	@echo "next: .venv/bin/microtarget profile $$(.venv/bin/python -c 'import json; print(min(json.load(open("$(DEMO)/events.personas.json"))["personas"]))')   # one user's profile"
+	@echo "next: .venv/bin/microtarget profile $$(.venv/bin/python -c 'import json; print(min(json.load(open("$(DEMO)/events.personas.json"))["personas"]))') --insecure-dev-key   # one user's profile"
 	@echo "      .venv/bin/microtarget triggers | head   # triggers the default patterns published"
 	@echo "      make demo-stop                   # stops the embedded Redis"
 

@@ -60,11 +60,14 @@ def _baseline(path: str) -> dict:
 
 
 def _pipeline(path: str, patterns: bool = False) -> dict:
-    from pipelines.config import Config, load_config
+    from pipelines.config import load_config
+    from pipelines.keys import KeySource
     from runners.local_redis import RedisServer
     from runners.replay import ReplayRequest, run
 
-    config = load_config(ROOT / "examples" / "config.yaml") if patterns else Config()
+    config = load_config(ROOT / "examples" / "config.yaml")
+    if not patterns:
+        config = config.model_copy(update={"patterns": {}})
     with tempfile.TemporaryDirectory() as tmp, RedisServer(data_dir=Path(tmp) / "redis") as server:
         request = ReplayRequest(
             inputs=[path],
@@ -72,6 +75,7 @@ def _pipeline(path: str, patterns: bool = False) -> dict:
             namespace="bench",
             config=config,
             dead_letters_dir=str(Path(tmp) / "dead-letters"),
+            key_source=KeySource("dev"),
         )
         started = time.perf_counter()
         summary = run(request)

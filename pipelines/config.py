@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -27,7 +27,9 @@ from pydantic import (
     model_validator,
 )
 
+from models import consent as cons
 from models import governance as gov
+from models import privacy
 from models import profile as prof
 from models.durations import parse_duration
 from models.patterns import PatternSpec
@@ -122,26 +124,62 @@ class ProfileConfig(_Section):
         )
 
 
+_DEFAULT_TTL_MS = {
+    "profile": 90 * 86_400_000,
+    "recent": 30 * 86_400_000,
+    "trending": 86_400_000,
+    "triggers": 7 * 86_400_000,
+    "erased": 400 * 86_400_000,
+}
+TTL_KINDS = frozenset(_DEFAULT_TTL_MS)
+
+
 class RedisConfig(_Section):
     ttl: dict[str, Duration] = Field(
-        default_factory=lambda: {
-            "profile": 90 * 86_400_000,
-            "recent": 30 * 86_400_000,
-            "trending": 86_400_000,
-            "triggers": 7 * 86_400_000,
-        },
-        description="Time to live per key kind; 0 keeps keys forever.",
+        default_factory=lambda: dict(_DEFAULT_TTL_MS),
+        description="Time to live per key kind (kinds left out keep their default); 0: forever.",
     )
 
     @model_validator(mode="after")
     def _known_kinds(self):
-        unknown = set(self.ttl) - {"profile", "recent", "trending", "triggers"}
+        unknown = set(self.ttl) - TTL_KINDS
         if unknown:
             raise ValueError(f"ttl has unknown key kinds: {sorted(unknown)}")
         return self
 
     def ttl_seconds(self) -> dict[str, int]:
-        return {kind: ms // 1000 for kind, ms in self.ttl.items()}
+        merged = {**_DEFAULT_TTL_MS, **self.ttl}
+        return {kind: ms // 1000 for kind, ms in merged.items()}
+
+
+class ConsentConfig(_Section):
+    """What events without consent information may be used for, and how long a no is kept."""
+
+    default: Literal["granted", "denied"] = Field(
+        default="denied",
+        description="Purposes a user never stated: granted or denied (production: denied).",
+    )
+    memory: Duration = Field(
+        default=400 * 86_400_000,
+        gt=0,
+        description="A withdrawn consent is remembered this long after the user's last event.",
+    )
+
+    def params(self) -> cons.ConsentParams:
+        return cons.ConsentParams(default=self.default == "granted")
+
+
+class PrivacyConfig(_Section):
+    """How personal data is stripped before anything is keyed by user."""
+
+    redact_properties: list[str] = Field(
+        default_factory=lambda: list(privacy.DEFAULT_REDACT_PROPERTIES),
+        description="Property names whose values are always replaced by <redacted>.",
+    )
+    geo_table: str | None = Field(
+        default=None,
+        description="CSV of network,country[,region] for coarse geo from truncated IPs.",
+    )
 
 
 class TriggersConfig(_Section):
@@ -186,6 +224,8 @@ class Config(_Section):
         default_factory=dict, description="Behavioural patterns by name (or a YAML file of them)."
     )
     triggers: TriggersConfig = TriggersConfig()
+    consent: ConsentConfig = ConsentConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
 
     @field_validator("patterns", mode="before")
     @classmethod
@@ -205,6 +245,27 @@ class Config(_Section):
                     "(a user's state, open matches included, is dropped after it)"
                 )
         return self
+
+    def privacy_params(self, key: bytes) -> privacy.PrivacyParams:
+        """The stripping rules with the pseudonym key (the geo table already read)."""
+        return privacy.PrivacyParams(
+            key=key,
+            redact_properties=frozenset(name.lower() for name in self.privacy.redact_properties),
+            geo=self.geo_table(),
+        )
+
+    def geo_table(self) -> dict:
+        """The coarse-geo table (``privacy.geo_table``), read now; ConfigError names the field."""
+        path = self.privacy.geo_table
+        if path is None:
+            return {}
+        try:
+            with open(path, encoding="utf-8") as lines:
+                return privacy.parse_geo_table(lines)
+        except OSError as exc:
+            raise ConfigError(f"privacy.geo_table: cannot read {path}: {exc.strerror}") from None
+        except ValueError as exc:
+            raise ConfigError(f"privacy.geo_table: {path}: {exc}") from None
 
     def governance_params(self) -> gov.GovernanceParams:
         """The governance core's parameters."""
@@ -249,6 +310,15 @@ def _include_patterns(data: dict, base: Path, origin: str) -> dict:
     return {**data, "patterns": patterns.get("patterns", patterns)}
 
 
+def _resolve_geo_table(data: dict, base: Path) -> dict:
+    """``privacy.geo_table`` is relative to the config's folder."""
+    section = data.get("privacy")
+    if isinstance(section, dict) and isinstance(section.get("geo_table"), str):
+        section = {**section, "geo_table": str(base / section["geo_table"])}
+        return {**data, "privacy": section}
+    return data
+
+
 def parse_config(data: Any, origin: str = "(inline)", base: Path | None = None) -> Config:
     """Validate a config given as plain data; raises ConfigError naming the field.
 
@@ -265,6 +335,7 @@ def parse_config(data: Any, origin: str = "(inline)", base: Path | None = None) 
     if not isinstance(data, dict):
         raise ConfigError(f"invalid config {origin}: the top level must be a mapping")
     data = _include_patterns(data, base or Path.cwd(), origin)
+    data = _resolve_geo_table(data, base or Path.cwd())
     try:
         return Config.model_validate(data)
     except ValidationError as exc:

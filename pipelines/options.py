@@ -27,3 +27,13 @@ class PersonalizeOptions(PipelineOptions):
             "--dead_letters", default=None, help="Folder for dead-letter JSON lines files."
         )
         parser.add_argument("--summary_json", default=None, help="Write the run summary here.")
+        parser.add_argument(
+            "--pseudonym_key_file",
+            default=None,
+            help="File holding the pseudonym key (else $MICROTARGET_PSEUDONYM_KEY).",
+        )
+        parser.add_argument(
+            "--insecure_dev_key",
+            action="store_true",
+            help="Run with the public development pseudonym key (demos and tests only).",
+        )

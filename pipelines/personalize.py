@@ -15,7 +15,9 @@ import apache_beam as beam
 
 from models.events import user_key
 from pipelines.config import Config
+from pipelines.keys import KeySource
 from transforms.dedupe import DeduplicateEvents
+from transforms.privacy import ApplyConsent
 from transforms.sessions import SummarizeSessions
 from transforms.sources import DecodeEvents
 from transforms.timeline import UserTimeline
@@ -26,17 +28,26 @@ def _key_by_user(event: dict):
     return user_key(event), event
 
 
-def build(raw_records: beam.PCollection, config: Config) -> dict[str, beam.PCollection]:
+def build(
+    raw_records: beam.PCollection, config: Config, key_source: KeySource
+) -> dict[str, beam.PCollection]:
     """Wire the personalization graph.
+
+    ``key_source`` says where workers read the pseudonym key (``pipelines.keys``).
 
     Returns:
         ``profiles`` (snapshot dicts), ``trending`` (per category and window),
         ``triggers`` (governed pattern matches, ``schemas/trigger.avsc``; empty
-        without patterns), ``dead_letters`` (``schemas/dead_letter.avsc``).
+        without patterns), ``erasures`` (``models.timeline.erasure_record``),
+        ``dead_letters`` (``schemas/dead_letter.avsc``).
     """
     lateness = config.timeline.allowed_lateness
     decoded = raw_records | "DecodeEvents" >> DecodeEvents()
-    unique = decoded.events | "Deduplicate" >> DeduplicateEvents(config.dedupe.horizon)
+    # Pseudonyms before anything is keyed by user; the consent gate is in UserTimeline.
+    protected = decoded.events | "ApplyConsent" >> ApplyConsent(
+        config.privacy_params(b""), key_source
+    )
+    unique = protected | "Deduplicate" >> DeduplicateEvents(config.dedupe.horizon)
     keyed = unique | "KeyByUser" >> beam.Map(_key_by_user).with_output_types(tuple[str, dict])
     sessions = keyed | "SummarizeSessions" >> SummarizeSessions(config.sessions.gap, lateness)
     trending = keyed | "TrendingItems" >> TrendingItems(
@@ -51,6 +62,8 @@ def build(raw_records: beam.PCollection, config: Config) -> dict[str, beam.PColl
         config.sessions.gap,
         config.governance_params(),
         config.triggers.attribution_window,
+        config.consent.params(),
+        config.consent.memory,
     )
     dead_letters = (
         decoded.dead_letters,
@@ -60,6 +73,7 @@ def build(raw_records: beam.PCollection, config: Config) -> dict[str, beam.PColl
         "profiles": timeline.profiles,
         "trending": trending,
         "triggers": timeline.triggers,
+        "erasures": timeline.erasures,
         "dead_letters": dead_letters,
     }
 

@@ -2,8 +2,9 @@
 
 ``replay`` runs recorded files through the pipeline into Redis (in batch, or
 ``--streaming`` through a TestStream), ``profile`` prints one user's profile,
-``triggers`` prints the published triggers, ``import`` and ``generate`` make event files,
-``redis`` manages the embedded Redis that ``replay`` starts when no
+``triggers`` prints the published triggers, ``erase`` erases users from Redis,
+``pseudonym`` prints the pseudonym an id is stored under, ``import`` and
+``generate`` make event files, ``redis`` manages the embedded Redis that ``replay`` starts when no
 ``--redis`` URL is given.
 """
 
@@ -37,12 +38,44 @@ def _redis_url(args) -> str:
     return url
 
 
-def _replay(args) -> int:
+def _key_source(args):
+    """The pseudonym key's source from the flags and environment, or None (error printed)."""
+    from pipelines.keys import PseudonymKeyError, resolve
+
+    try:
+        return resolve(args.pseudonym_key_file, args.insecure_dev_key)
+    except PseudonymKeyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
+def _user_key(args, key: bytes, user: str) -> str:
+    """The key a user's data is stored under: the pseudonym of a raw id (see models.privacy)."""
+    from models.privacy import pseudonym
+
+    if args.pseudonymized:
+        return user
+    if args.anonymous:
+        return "anon:" + pseudonym(key, user)
+    return pseudonym(key, user)
+
+
+def _config_and_key(args):
+    """The config and the pseudonym key source, or None after printing what is wrong."""
     try:
         config = load_config(args.config)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return None
+    source = _key_source(args)
+    return None if source is None else (config, source)
+
+
+def _replay(args) -> int:
+    found = _config_and_key(args)
+    if found is None:
         return 2
+    config, source = found
     from runners import replay
 
     request = replay.ReplayRequest(
@@ -55,6 +88,7 @@ def _replay(args) -> int:
         beam_args=args.beam_args,
         streaming=args.streaming,
         watermark_step_ms=args.watermark_step,
+        key_source=source,
     )
     try:
         summary = replay.run(request)
@@ -76,10 +110,14 @@ def _profile(args) -> int:
 
     from transforms.redis_sink import read_profile
 
+    source = _key_source(args)
+    if source is None:
+        return 2
+    user = _user_key(args, source.load(), args.user)
     client = redis.Redis.from_url(_redis_url(args))
-    snapshot = read_profile(client, args.namespace, args.user)
+    snapshot = read_profile(client, args.namespace, user)
     if snapshot is None:
-        print(f"no profile for user {args.user!r} in namespace {args.namespace!r}", file=sys.stderr)
+        print(f"no profile for that user in namespace {args.namespace!r}", file=sys.stderr)
         return 1
     print(json.dumps(snapshot, indent=2, sort_keys=True))
     return 0
@@ -120,12 +158,89 @@ def _triggers(args) -> int:
     return 0
 
 
+def _erase(args) -> int:
+    import time
+
+    import redis
+
+    from transforms.erasure import SCRIPT, erase_users
+    from transforms.redis_sink import RedisSinkError, connect, redact_url
+
+    found = _config_and_key(args)
+    if found is None:
+        return 2
+    config, source = found
+    key = source.load()
+    now = int(time.time() * 1000)
+    erasures = [
+        {
+            "user_id": _user_key(args, key, user),
+            "requested_at": now,
+            "reason": "erasure_requested",
+            "event_id": args.reference,
+        }
+        for user in args.users
+    ]
+    url = _redis_url(args)
+    client = connect(url)
+    try:
+        audits = erase_users(
+            client,
+            client.register_script(SCRIPT),
+            args.namespace,
+            erasures,
+            config.redis.ttl_seconds()["erased"],
+            url,
+        )
+    except (RedisSinkError, redis.exceptions.RedisError) as exc:
+        print(f"error: erasing at {redact_url(url)}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+    for audit in audits:
+        print(
+            f"erased subject {audit['subject'][:16]}: {audit['keys_deleted']} keys, "
+            f"{audit['memberships_removed']} segment memberships, "
+            f"{audit['log_entries_removed']} log entries, "
+            f"{audit['stream_entries_removed']} stream entries"
+        )
+    print(
+        f"{len(audits)} erasures in namespace {args.namespace!r}, audited in "
+        f"mt:{args.namespace}:audit:erasures. A running pipeline still holds these users' "
+        "state: send it an erasure_requested event for each to clear it (until then, "
+        "the tombstone keeps its older data out of Redis).",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _pseudonym(args) -> int:
+    from models import privacy
+
+    source = _key_source(args)
+    if source is None:
+        return 2
+    key = source.load()
+    for value in args.values:
+        if args.kind == "email":
+            print(privacy.pseudonym(key, privacy.normalize_email(value)))
+        elif args.kind == "phone":
+            print(privacy.pseudonym(key, privacy.normalize_phone(value)))
+        elif args.kind == "anonymous":
+            print("anon:" + privacy.pseudonym(key, value))
+        else:
+            print(privacy.pseudonym(key, value))
+    return 0
+
+
 def _trigger_line(trigger: dict) -> str:
     from datetime import UTC, datetime
 
     at = datetime.fromtimestamp(trigger["event_time"] / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
     keys = " ".join(f"{k}={v}" for k, v in sorted(trigger["keys"].items()))
-    return f"{at}  {trigger['pattern']:<20} {trigger['user_id']:<16} {keys}".rstrip()
+    user = trigger["user_id"]
+    user = user[:21] if user.startswith("anon:") else user[:16]
+    return f"{at}  {trigger['pattern']:<20} {user:<21} {keys}".rstrip()
 
 
 def _duration(text: str) -> int:
@@ -157,6 +272,31 @@ def _add_redis_flags(parser: argparse.ArgumentParser) -> None:
         "default: the embedded Redis in .microtarget/redis",
     )
     parser.add_argument("--namespace", default="default", help="key namespace (mt:NS:...)")
+
+
+def _add_key_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--pseudonym-key-file",
+        default=None,
+        help="file holding the pseudonym key (else $MICROTARGET_PSEUDONYM_KEY)",
+    )
+    parser.add_argument(
+        "--insecure-dev-key",
+        action="store_true",
+        help="use the public development key (demos and tests only: it protects nothing)",
+    )
+
+
+def _add_user_flags(parser: argparse.ArgumentParser) -> None:
+    _add_key_flags(parser)
+    parser.add_argument(
+        "--anonymous", action="store_true", help="the ids are anonymous ids, not user ids"
+    )
+    parser.add_argument(
+        "--pseudonymized",
+        action="store_true",
+        help="the ids are already pseudonyms (as stored in Redis)",
+    )
 
 
 class _DropNotice(logging.Filter):
@@ -209,6 +349,7 @@ def parser() -> argparse.ArgumentParser:
         default="1h",
         help="with --streaming: event time between watermark advances (default: 1h)",
     )
+    _add_key_flags(replay)
     replay.set_defaults(func=_replay)
 
     triggers = sub.add_parser("triggers", help="print the published triggers")
@@ -218,9 +359,32 @@ def parser() -> argparse.ArgumentParser:
     triggers.set_defaults(func=_triggers)
 
     profile = sub.add_parser("profile", help="print one user's profile as JSON")
-    profile.add_argument("user")
+    profile.add_argument("user", help="the user id (pseudonymized with the key to look it up)")
     _add_redis_flags(profile)
+    _add_user_flags(profile)
     profile.set_defaults(func=_profile)
+
+    erase = sub.add_parser(
+        "erase",
+        help="erase users from Redis now: every key, segment membership and trigger",
+        description="Deletes each user's keys in the namespace in one atomic step, "
+        "leaves a tombstone that keeps older data from being written back, and appends "
+        "an entry to the audit stream mt:NS:audit:erasures.",
+    )
+    erase.add_argument("users", nargs="+", help="user ids (pseudonymized with the key)")
+    _add_redis_flags(erase)
+    _add_user_flags(erase)
+    erase.add_argument("--config", default=None, help="YAML config (for redis.ttl.erased)")
+    erase.add_argument(
+        "--reference", default=None, help="the request's reference, kept in the audit entry"
+    )
+    erase.set_defaults(func=_erase)
+
+    pseudo = sub.add_parser("pseudonym", help="print the pseudonyms of ids, as stored in Redis")
+    pseudo.add_argument("values", nargs="+")
+    pseudo.add_argument("--kind", choices=["user", "anonymous", "email", "phone"], default="user")
+    _add_key_flags(pseudo)
+    pseudo.set_defaults(func=_pseudonym)
 
     redis_cmd = sub.add_parser("redis", help="the embedded Redis: print its URL, or stop it")
     redis_cmd.add_argument("action", choices=["url", "stop"])

@@ -33,8 +33,10 @@ from apache_beam.utils.timestamp import Timestamp
 from models.validation import validate_event
 from pipelines import personalize
 from pipelines.config import Config, ConfigError, load_config
+from pipelines.keys import KeySource, PseudonymKeyError, resolve
 from pipelines.options import PersonalizeOptions
 from runners import DEFAULT_HOME, local_runner
+from transforms.erasure import EraseUsers
 from transforms.redis_sink import WriteProfilesToRedis, WriteTrendingToRedis, key
 from transforms.sources import LINE, RECORD, ReadEvents, iter_file
 from transforms.triggers import TopicSink, WriteTriggers
@@ -84,6 +86,7 @@ class ReplayRequest:
     beam_args: list[str] = field(default_factory=list)
     streaming: bool = False
     watermark_step_ms: int = 3_600_000
+    key_source: KeySource | None = None  # None: the pseudonym key is required (see keys)
 
 
 def _dead_letter_json(letter: dict) -> str:
@@ -162,8 +165,10 @@ def event_stream(patterns: list[str], step_ms: int) -> tuple[TestStream, int]:
     for ts, raw in timed:
         ts = first - 1 if ts is None else ts
         if step_end is not None and ts >= step_end:
+            # Up to just before the next step: the DirectRunner fires a timer at T once the
+            # watermark reaches T, so a record at exactly step_end would come too late.
             stream = stream.add_elements(batch).advance_watermark_to(
-                Timestamp(micros=step_end * 1000)
+                Timestamp(micros=(step_end - 1) * 1000)
             )
             batch = []
         if step_end is None or ts >= step_end:
@@ -186,8 +191,11 @@ def wire(pipeline: beam.Pipeline, request: ReplayRequest, run_id: str = "") -> d
         raw = pipeline | "ReplayAsStream" >> stream
     else:
         raw = pipeline | "ReadEvents" >> ReadEvents(request.inputs, progress=request.progress)
-    outputs = personalize.build(raw, request.config)
+    outputs = personalize.build(raw, request.config, request.key_source)
     ttl = request.config.redis.ttl_seconds()
+    _ = outputs["erasures"] | "EraseUsers" >> EraseUsers(
+        request.redis_url, request.namespace, ttl["erased"]
+    )
     _ = outputs["profiles"] | "WriteProfilesToRedis" >> WriteProfilesToRedis(
         request.redis_url, request.namespace, ttl
     )
@@ -273,6 +281,13 @@ def summarize(totals: dict[str, int], wall_seconds: float) -> dict:
         "partial_matches_dropped": totals.get("partial_matches_dropped", 0),
         "redis_writes_applied": totals.get("redis_writes_applied", 0),
         "redis_writes_stale": totals.get("redis_writes_stale", 0),
+        "consent_blocked": totals.get("consent_blocked", 0),
+        "sessions_consent_blocked": totals.get("sessions_consent_blocked", 0),
+        "erasures": totals.get("erasures", 0),
+        "erasure_keys_deleted": totals.get("erasure_keys_deleted", 0),
+        "redis_writes_erased": totals.get("redis_writes_erased", 0),
+        "triggers_refused_erased": totals.get("triggers_refused_erased", 0),
+        "ip_addresses_dropped": totals.get("ip_addresses_dropped", 0),
         "wall_seconds": round(wall_seconds, 3),
         "events_per_second": round(events_read / wall_seconds, 1) if wall_seconds > 0 else 0.0,
     }
@@ -315,6 +330,9 @@ def run(request: ReplayRequest) -> dict:
     """Run a replay to the end; returns its summary."""
     check_inputs(request.inputs)
     check_redis(request.redis_url)
+    if request.key_source is None:
+        raise InputError("no pseudonym key source (pipelines.keys.resolve gives one)")
+    request.config.geo_table()  # a bad table fails now, naming privacy.geo_table
     options = PipelineOptions(request.beam_args)
     standard = options.view_as(StandardOptions)
     if request.streaming:
@@ -364,6 +382,11 @@ def run_from_argv(argv: list[str]) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    try:
+        key_source = resolve(mine.pseudonym_key_file, mine.insecure_dev_key)
+    except PseudonymKeyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     redis_url = mine.redis
     if redis_url is None:
         from runners.local_redis import ensure_embedded
@@ -376,6 +399,7 @@ def run_from_argv(argv: list[str]) -> int:
         config=config,
         dead_letters_dir=mine.dead_letters or str(DEFAULT_HOME / "dead-letters"),
         beam_args=argv,
+        key_source=key_source,
     )
     try:
         summary = run(request)

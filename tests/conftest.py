@@ -13,6 +13,31 @@ from runners.local_redis import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# The pseudonym key of every run in the tests (the job refuses to start without one).
+TEST_KEY = b"microtarget test pseudonym key, not a secret"
+os.environ["MICROTARGET_PSEUDONYM_KEY"] = TEST_KEY.decode()
+
+
+def key_source_of_tests():
+    """Where the tests' pipelines read the pseudonym key: the variable set above."""
+    from pipelines.keys import ENV, KeySource
+
+    return KeySource("env", ENV)
+
+
+def granted_config(**sections):
+    """A config whose users, stating no consent, are taken as consenting (the data sets)."""
+    from pipelines.config import parse_config
+
+    return parse_config({"consent": {"default": "granted"}, **sections})
+
+
+def pseudo(user: str) -> str:
+    """What a raw user id is stored under with the tests' key."""
+    from models.privacy import pseudonym
+
+    return pseudonym(TEST_KEY, user)
+
 
 def _datasets() -> Path:
     """The recorded datasets: $MICROTARGET_DATASETS, else ../shared/datasets, else /work's."""

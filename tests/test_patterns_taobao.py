@@ -14,7 +14,7 @@ import pytest
 
 from pipelines.config import load_config
 from runners import replay
-from tests.conftest import DATASETS, ROOT
+from tests.conftest import DATASETS, ROOT, key_source_of_tests
 from tests.redis_state import namespace_state
 from tests.test_replay_taobao import taobao  # noqa: F401 (a fixture)
 
@@ -40,6 +40,7 @@ def replays(taobao, redis_server, tmp_path_factory):  # noqa: F811
             config=CONFIG,
             dead_letters_dir=str(tmp_path_factory.mktemp(f"dead-{mode}")),
             streaming=mode == "stream",
+            key_source=key_source_of_tests(),
         )
         out[mode] = {"summary": replay.run(request), "namespace": request.namespace}
     return out

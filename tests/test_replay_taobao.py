@@ -13,7 +13,7 @@ import pytest
 from pipelines.config import Config
 from runners import replay
 from schemas.codecs import read_container, write_container
-from tests.conftest import DATASETS
+from tests.conftest import DATASETS, granted_config, key_source_of_tests, pseudo
 from tests.redis_state import namespace_dumps
 from transforms import redis_sink
 from transforms.importers import import_taobao, write_events
@@ -83,7 +83,11 @@ def replayed(taobao, redis_server):
 
     client = redis.Redis.from_url(redis_server.url)
     request = replay.ReplayRequest(
-        inputs=[str(taobao["path"])], redis_url=redis_server.url, namespace="taobao"
+        inputs=[str(taobao["path"])],
+        redis_url=redis_server.url,
+        namespace="taobao",
+        config=granted_config(),
+        key_source=key_source_of_tests(),
     )
     summary = replay.run(request)
     return {"summary": summary, "client": client, "request": request}
@@ -107,7 +111,7 @@ def test_profiles_match_plain_python(replayed, plain):
     assert len(keys) == len(plain)
     checked_top = 0
     for user, fact in plain.items():
-        snap = redis_sink.read_profile(client, "taobao", user)
+        snap = redis_sink.read_profile(client, "taobao", pseudo(user))
         assert snap["events"] == fact["events"], user
         assert snap["sessions"] == fact["sessions"], user
         assert snap["first_seen"] == fact["first_seen"], user
@@ -132,7 +136,11 @@ def test_replaying_again_changes_nothing(replayed):
 def test_reversed_file_gives_the_same_state(replayed, taobao, redis_server):
     client = replayed["client"]
     request = replay.ReplayRequest(
-        inputs=[str(taobao["reversed"])], redis_url=redis_server.url, namespace="taobaorev"
+        inputs=[str(taobao["reversed"])],
+        redis_url=redis_server.url,
+        namespace="taobaorev",
+        config=granted_config(),
+        key_source=key_source_of_tests(),
     )
     replay.run(request)
     forward = namespace_dumps(client, "taobao")

@@ -22,16 +22,23 @@ Key layout (``NS`` is ``--namespace``; documented for consumers in the README):
     (score = views); the meta hash holds ``version`` (event time of the newest
     view counted), ``window_start``, ``window_end`` and ``category``.
 
+A profile is not written if its user was erased (``mt:NS:erased:SUBJECT``,
+see ``transforms.erasure``) at or after the profile's ``first_seen``: a
+snapshot that raced the erasure must not bring the erased data back.
+
 The client is created in ``setup``; records are buffered per bundle (the
 newest per key wins) and written in one pipelined batch in
-``finish_bundle`` (or when the buffer is full). Counters ``redis_writes_applied``
-and ``redis_writes_stale`` count the outcome of every compare-and-set.
+``finish_bundle`` (or when the buffer is full). Counters ``redis_writes_applied``,
+``redis_writes_stale`` and ``redis_writes_erased`` count the outcome of every
+compare-and-set.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import re
 from pathlib import Path
 
 import apache_beam as beam
@@ -86,6 +93,20 @@ def _text(value) -> str:
     return str(value)
 
 
+def subject(user: str) -> str:
+    """A stand-in for a user that does not contain the user's id: hex SHA-256 of it.
+
+    Erasure tombstones and audit entries use it, so an erased user's id is
+    nowhere in Redis, yet whoever knows the id can check the erasure.
+    """
+    return hashlib.sha256(user.encode("utf-8")).hexdigest()
+
+
+def tombstone_key(namespace: str, user: str) -> str:
+    """``mt:NS:erased:SUBJECT``: when the user was last erased (ms)."""
+    return key(namespace, "erased", subject(user))
+
+
 def profile_write(namespace: str, snapshot: dict, ttl: dict[str, int]) -> tuple[list, list]:
     """KEYS and ARGV of the compare-and-set that stores one profile snapshot."""
     user = snapshot["user_id"]
@@ -97,8 +118,14 @@ def profile_write(namespace: str, snapshot: dict, ttl: dict[str, int]) -> tuple[
     flags = ",".join(sorted(name for name, on in snapshot.get("flags", {}).items() if on))
     pairs += ["flags", flags, "snapshot", canonical_json(snapshot)]
     recent = [str(item) for item in snapshot.get("recent_items", [])]
-    keys = [key(namespace, "profile", user), key(namespace, "recent", user)]
-    args = [snapshot["version"], ttl.get("profile", 0), len(pairs) // 2, *pairs]
+    keys = [
+        key(namespace, "profile", user),
+        tombstone_key(namespace, user),
+        key(namespace, "recent", user),
+    ]
+    oldest = snapshot.get("first_seen")
+    since = "" if oldest is None else oldest
+    args = [snapshot["version"], since, ttl.get("profile", 0), len(pairs) // 2, *pairs]
     args += ["list", ttl.get("recent", 0), len(recent), *recent]
     return keys, args
 
@@ -119,9 +146,10 @@ def trending_write(namespace: str, record: dict, ttl: dict[str, int]) -> tuple[l
     members = []
     for item, count in record["items"]:
         members += [count, item]
-    keys = [key(namespace, "trending", f"{category}:meta"), key(namespace, "trending", category)]
+    meta_key = key(namespace, "trending", f"{category}:meta")
+    keys = [meta_key, meta_key, key(namespace, "trending", category)]
     seconds = ttl.get("trending", 0)
-    args = [record["version"], seconds, len(meta) // 2, *meta]
+    args = [record["version"], "", seconds, len(meta) // 2, *meta]
     args += ["zset", seconds, len(members) // 2, *members]
     return keys, args
 
@@ -152,36 +180,32 @@ def run_batch(client: redis.Redis, script, calls: list[tuple[list, list]], url: 
         ) from exc
 
 
-class _CasWriteFn(beam.DoFn):
-    """Buffer records per bundle, newest version per key, and write them in one batch."""
+class BatchedRedisFn(beam.DoFn):
+    """A Redis sink DoFn: one client and script per worker, one pipelined batch per bundle.
 
-    def __init__(self, url: str, namespace: str, ttl: dict[str, int], to_write):
+    Subclasses implement ``write(batch)``; elements are buffered per bundle and
+    written in ``finish_bundle``, or as soon as ``flush_every`` are held.
+    """
+
+    flush_every = 1000
+
+    def __init__(self, url: str, script_text: str):
         self._url = url
-        self._namespace = namespace
-        self._ttl = dict(ttl)
-        self._to_write = to_write
-        self._applied = beam.metrics.Metrics.counter(NAMESPACE, "redis_writes_applied")
-        self._stale = beam.metrics.Metrics.counter(NAMESPACE, "redis_writes_stale")
+        self._script_text = script_text
         self._client = None
         self._script = None
-        self._buffer: dict = {}
+        self._buffer: list = []
 
     def setup(self):
         self._client = connect(self._url)
-        self._script = self._client.register_script(SCRIPT)
+        self._script = self._client.register_script(self._script_text)
 
     def start_bundle(self):
-        self._buffer = {}
+        self._buffer = []
 
-    def process(self, record):
-        keys, args = self._to_write(self._namespace, record, self._ttl)
-        held = self._buffer.get(keys[0])
-        if held is None or held[1][0] < args[0]:
-            self._buffer[keys[0]] = (keys, args)
-        else:
-            # An older snapshot of the same key in this bundle: the CAS would skip it too.
-            self._stale.inc()
-        if len(self._buffer) >= FLUSH_EVERY:
+    def process(self, element):
+        self._buffer.append(element)
+        if len(self._buffer) >= self.flush_every:
             self._flush()
 
     def finish_bundle(self):
@@ -190,24 +214,76 @@ class _CasWriteFn(beam.DoFn):
     def _flush(self):
         if not self._buffer:
             return
-        batch = list(self._buffer.values())
-        self._buffer = {}
-        results = run_batch(self._client, self._script, batch, self._url)
-        applied = sum(1 for result in results if result == 1)
-        self._applied.inc(applied)
-        self._stale.inc(len(results) - applied)
+        batch, self._buffer = self._buffer, []
+        self.write(batch)
+
+    def write(self, batch: list) -> None:
+        raise NotImplementedError
 
     def teardown(self):
         if self._client is not None:
             self._client.close()
 
 
+class _CasWriteFn(BatchedRedisFn):
+    """Buffer records per bundle, newest version per key, and write them in one batch."""
+
+    flush_every = FLUSH_EVERY
+
+    def __init__(self, url: str, namespace: str, ttl: dict[str, int], to_write):
+        super().__init__(url, SCRIPT)
+        self._namespace = namespace
+        self._ttl = dict(ttl)
+        self._to_write = to_write
+        self._applied = beam.metrics.Metrics.counter(NAMESPACE, "redis_writes_applied")
+        self._stale = beam.metrics.Metrics.counter(NAMESPACE, "redis_writes_stale")
+        self._erased = beam.metrics.Metrics.counter(NAMESPACE, "redis_writes_erased")
+        self._held: dict = {}
+
+    def start_bundle(self):
+        self._held = {}
+
+    def process(self, record):
+        keys, args = self._to_write(self._namespace, record, self._ttl)
+        held = self._held.get(keys[0])
+        if held is None or held[1][0] < args[0]:
+            self._held[keys[0]] = (keys, args)
+        else:
+            # An older snapshot of the same key in this bundle: the CAS would skip it too.
+            self._stale.inc()
+        if len(self._held) >= self.flush_every:
+            self._flush()
+
+    def _flush(self):
+        if self._held:
+            batch, self._held = list(self._held.values()), {}
+            self.write(batch)
+
+    def write(self, batch):
+        results = run_batch(self._client, self._script, batch, self._url)
+        applied = sum(1 for result in results if result == 1)
+        erased = sum(1 for result in results if result == 2)
+        self._applied.inc(applied)
+        self._erased.inc(erased)
+        self._stale.inc(len(results) - applied - erased)
+
+
 def redact_url(url: str) -> str:
-    """The URL without its user and password, for messages and logs."""
-    if "@" not in url:
+    """The URL without its user, password or password parameter, for messages and logs.
+
+    >>> redact_url("rediss://mt:s3cret@10.0.0.5:6380/0?ssl_ca_certs=/ca.pem&password=x")
+    'rediss://***@10.0.0.5:6380/0?ssl_ca_certs=/ca.pem&password=***'
+    """
+    if "://" not in url:
         return url
     scheme, rest = url.split("://", 1)
-    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+    authority, sep, tail = rest.partition("/")
+    if "@" in authority:
+        authority = "***@" + authority.rsplit("@", 1)[1]
+    return _PASSWORD_PARAM.sub(r"\1***", f"{scheme}://{authority}{sep}{tail}")
+
+
+_PASSWORD_PARAM = re.compile(r"([?&](?:password|username)=)[^&]*")
 
 
 class WriteProfilesToRedis(beam.PTransform):

@@ -18,7 +18,7 @@ State per user: the buffer (cleared as it is released), one cell with the
 profile, the pattern automaton, the trigger governance and the matches still
 open for conversion counting (``models.timeline.new_user_state``), the
 released-up-to time and the pending timer. A cleanup timer at
-``last_seen + retention`` drops all of it for a user who went quiet (after
+``last item + retention`` drops all of it for a user who went quiet (after
 firing any absence deadline still open).
 
 Patterns (``DetectPatterns``): every released event also advances the
@@ -39,8 +39,17 @@ order them again), and because with Beam 2.77's FnApiRunner a second
 timer-driven stateful step fed by this one's timer output made this step's
 timer output vanish in some runs (it depended on PYTHONHASHSEED).
 
+Consent (``models.consent``): the gate is here because inheriting a user's
+last known consent needs the user's events in event-time order, which only
+this step has. Events without personalization consent are released in order
+but change nothing but counters; a withdrawal or an erasure request drops
+the profile, the open pattern runs and the governance, keeps the consent
+(for ``consent.memory`` after the last event, so the user is not profiled
+again on the default), and emits an erasure record.
+
 Outputs: ``profiles`` (snapshot dicts, the main output), ``triggers``
-(``schemas/trigger.avsc`` dicts, the held-out ones included) and
+(``schemas/trigger.avsc`` dicts, the held-out ones included), ``erasures``
+(``models.timeline.erasure_record`` dicts, for ``EraseUsers``) and
 ``dead_letters``.
 """
 
@@ -54,6 +63,7 @@ from apache_beam.transforms import userstate
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.window import GlobalWindows
 
+from models import consent as cons
 from models import dead_letters, timeline
 from models import governance as gov
 from models import profile as prof
@@ -63,6 +73,7 @@ from transforms import ordering
 NAMESPACE = "microtarget"
 DEAD_LETTERS = "dead_letters"
 TRIGGERS = "triggers"
+ERASURES = "erasures"
 STAGE = "UserTimeline"
 
 
@@ -158,9 +169,11 @@ class _TimelineFn(beam.DoFn):
         user.write(state)
         if step.deadline is not None:
             deadline.set(ordering.at(step.deadline + self._lateness))
-        cleanup.set(ordering.at(state["profile"]["now"] + self._retention))
+        cleanup.set(ordering.at(timeline.expires_at(self._params, state)))
         for name, n in step.counts.items():
             self._count(name, n)
+        for erasure in step.erasures:
+            yield beam.pvalue.TaggedOutput(ERASURES, erasure)
         if step.snapshot is not None:
             yield step.snapshot
         for trigger in step.triggers:
@@ -185,7 +198,7 @@ class _TimelineFn(beam.DoFn):
         cleanup=beam.DoFn.TimerParam(CLEANUP),
     ):
         state = user.read()
-        if state is None or fired.micros // 1000 < state["profile"]["now"] + self._retention:
+        if state is None or fired.micros // 1000 < timeline.expires_at(self._params, state):
             # Already cleaned, or a firing of a deadline that has since moved on.
             return
         pending_at = pending.read()
@@ -237,6 +250,8 @@ class UserTimeline(beam.PTransform):
         session_gap_ms: int = 30 * 60_000,
         governance: gov.GovernanceParams | None = None,
         attribution_ms: int = 7 * 86_400_000,
+        consent: cons.ConsentParams | None = None,
+        consent_memory_ms: int = 400 * 86_400_000,
     ):
         super().__init__()
         timeline_params = timeline.TimelineParams(
@@ -244,6 +259,9 @@ class UserTimeline(beam.PTransform):
             session_gap_ms=session_gap_ms,
             governance=governance or gov.GovernanceParams(),
             attribution_ms=attribution_ms,
+            consent=consent or cons.ConsentParams(),
+            retention_ms=retention_ms,
+            consent_memory_ms=consent_memory_ms,
         )
         self._fn = _TimelineFn(timeline_params, patterns or {}, allowed_lateness_ms, retention_ms)
 
@@ -254,5 +272,5 @@ class UserTimeline(beam.PTransform):
             sessions | "SessionsIntoGlobalWindow" >> beam.WindowInto(GlobalWindows()),
         ) | "Merge" >> beam.Flatten()
         return items | "ReleaseInOrder" >> beam.ParDo(self._fn).with_outputs(
-            DEAD_LETTERS, TRIGGERS, main="profiles"
+            DEAD_LETTERS, TRIGGERS, ERASURES, main="profiles"
         )

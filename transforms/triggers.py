@@ -7,12 +7,13 @@ Redis sink for Python). Every trigger goes to the user's trigger log
 (``mt:NS:triggers:USER``, a list of JSON, newest first, capped); triggers
 for action (not held out) also go to the topic. The embedded default topic is a Redis Stream
 (``mt:NS:topic:triggers``, capped with ``MAXLEN ~``) that consumers read with
-``XREADGROUP``; each entry has ``trigger_id``, ``pattern`` and ``trigger``
-(canonical JSON). The id guard (``mt:NS:trigger:ID``), the log and the stream
+``XREADGROUP``; each entry has ``trigger_id``, ``pattern``, ``user`` and
+``trigger`` (canonical JSON). The id guard (``mt:NS:trigger:ID``), the log and the stream
 append run in one Lua script (``publish_trigger.lua``), so a retried bundle or
 a replay of the same file publishes nothing twice: exactly once in effect.
 The stream is named by ``TopicSink``, the interface another topic (Kafka)
-implements.
+implements. A trigger whose user was erased at or after its event time is
+not published (counter ``triggers_refused_erased``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ from pathlib import Path
 import apache_beam as beam
 import redis
 
-from transforms.redis_sink import canonical_json, connect, key, run_batch
+from transforms.redis_sink import (
+    BatchedRedisFn,
+    canonical_json,
+    key,
+    run_batch,
+    tombstone_key,
+)
 
 NAMESPACE = "microtarget"
 SCRIPT = (Path(__file__).parent / "publish_trigger.lua").read_text()
@@ -53,63 +60,46 @@ class TopicSink:
         """Publish ``(trigger_id, json)`` messages (only for sinks without a stream key)."""
 
 
-class _PublishFn(beam.DoFn):
+class _PublishFn(BatchedRedisFn):
     """Buffer one bundle's triggers and publish them in one pipelined batch."""
 
+    flush_every = FLUSH_EVERY
+
     def __init__(self, url: str, namespace: str, ttl_seconds: int, log_size: int, topic):
-        self._url = url
+        super().__init__(url, SCRIPT)
         self._namespace = namespace
         self._ttl = ttl_seconds
         self._log_size = log_size
         self._topic = topic
         self._published = beam.metrics.Metrics.counter(NAMESPACE, "triggers_published")
         self._repeated = beam.metrics.Metrics.counter(NAMESPACE, "triggers_already_published")
-        self._client = None
-        self._script = None
-        self._buffer: list = []
+        self._erased = beam.metrics.Metrics.counter(NAMESPACE, "triggers_refused_erased")
 
-    def setup(self):
-        self._client = connect(self._url)
-        self._script = self._client.register_script(SCRIPT)
-
-    def start_bundle(self):
-        self._buffer = []
-
-    def process(self, trigger):
-        self._buffer.append(trigger)
-        if len(self._buffer) >= FLUSH_EVERY:
-            self._flush()
-
-    def finish_bundle(self):
-        self._flush()
-
-    def _flush(self):
-        if not self._buffer:
-            return
-        batch, self._buffer = self._buffer, []
+    def write(self, batch):
         stream = self._topic.stream_key(self._namespace)
         calls = []
         for trigger in batch:
+            user = trigger["user_id"]
             keys = [
                 key(self._namespace, "trigger", trigger["trigger_id"]),
-                key(self._namespace, "triggers", trigger["user_id"]),
+                key(self._namespace, "triggers", user),
+                tombstone_key(self._namespace, user),
             ]
             if stream is not None and not trigger["holdout"]:
                 keys.append(stream)
             args = [self._ttl, canonical_json(trigger), self._log_size, self._topic.maxlen]
-            calls.append((keys, args + [trigger["trigger_id"], trigger["pattern"]]))
+            args += [trigger["trigger_id"], trigger["pattern"], user, trigger["event_time"]]
+            calls.append((keys, args))
         results = run_batch(self._client, self._script, calls, self._url)
         fresh = [t for t, result in zip(batch, results) if result == 1]
+        erased = sum(1 for result in results if result == 2)
         self._published.inc(sum(1 for t in fresh if not t["holdout"]))
-        self._repeated.inc(len(batch) - len(fresh))
+        self._erased.inc(erased)
+        self._repeated.inc(len(batch) - len(fresh) - erased)
         if stream is None:
             self._topic.publish(
                 [(t["trigger_id"], canonical_json(t)) for t in fresh if not t["holdout"]]
             )
-
-    def teardown(self):
-        if self._client is not None:
-            self._client.close()
 
 
 class WriteTriggers(beam.PTransform):

@@ -6,6 +6,7 @@ import json
 
 from runners import replay
 from schemas.codecs import write_container
+from tests.conftest import key_source_of_tests
 from tests.transforms.test_sources import event
 
 
@@ -47,6 +48,7 @@ def test_garbage_replays_to_the_end(tmp_path, redis_url, namespace):
             redis_url=redis_url,
             namespace=namespace,
             dead_letters_dir=str(dead),
+            key_source=key_source_of_tests(),
         )
     )
     assert summary["events_read"] == summary["valid"] + summary["invalid"]

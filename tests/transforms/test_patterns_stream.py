@@ -156,3 +156,35 @@ def test_governance_cooldown_in_the_stream():
         ("rapid", ("v2", "v3"), T0 + 3 * MIN // 2),
         ("rapid", ("v4", "v5"), T0 + 5 * MIN // 2),
     ]
+
+
+def test_consent_revoked_mid_stream_stops_the_users_triggers_from_then_on():
+    # Carts every 5 minutes for two hours, each abandoned after 30 minutes; u1 revokes
+    # consent at minute 62, u2 does not. Events arrive in hourly steps, as in a live run.
+    carts = [
+        cart(f"{u}-{i}", i * 5, product=f"p{i}", user=u) for u in ("u1", "u2") for i in range(25)
+    ]
+    revoke = raw("r", 62, kind="consent_revoked", product_id=None)
+    stream = EventStream().advance_watermark_to(at(0))
+    for hour in range(3):
+        batch = [
+            e
+            for e in carts + [revoke]
+            if hour * 60 <= (e[3]["timestamp"] - T0) / MIN < hour * 60 + 60
+        ]
+        # Just before the next hour: a timer at T fires once the watermark reaches T.
+        stream = stream.add_elements(batch).advance_watermark_to(at(hour * 60 + 60) - 0.001)
+    cfg = config(cart_abandonment=ABANDONMENT)
+    cfg["triggers"]["daily_cap"] = 100
+    found = run(stream.advance_watermark_to_infinity(), cfg)
+    by_user = {
+        u: sorted(t["event_time"] for t in found["triggers"] if t["user_id"] == u)
+        for u in ("u1", "u2")
+    }
+    assert by_user["u2"] == [T0 + (i * 5 + 30) * MIN for i in range(25)]
+    # u1: the carts whose 30 minutes ran out before the revocation, nothing after it.
+    assert by_user["u1"] == [T0 + (i * 5 + 30) * MIN for i in range(7)]
+    assert [e["user_id"] for e in found["erasures"]] == ["u1"]
+    assert found["erasures"][0]["requested_at"] == T0 + 62 * MIN
+    u1 = [p for p in found["profiles"] if p["user_id"] == "u1"]
+    assert u1 and max(p["version"] for p in u1) < T0 + 62 * MIN

@@ -8,8 +8,10 @@ from apache_beam.testing.test_stream import TestStream as EventStream
 from apache_beam.utils.timestamp import Timestamp
 
 from models.validation import FIELDS
-from pipelines import personalize
+from pipelines import keys, personalize
 from pipelines.config import parse_config
+from pipelines.keys import KeySource
+from tests.conftest import pseudo
 
 T0 = 1_699_999_980_000  # a whole minute, so windows align with the test's minutes
 MIN = 60_000
@@ -34,18 +36,33 @@ def at(minute: float) -> Timestamp:
 
 
 def run(stream: EventStream, config: dict):
-    """Profiles and dead letters of the graph over ``stream``."""
+    """Every output of the graph over ``stream``.
+
+    Consent defaults to granted unless ``config`` says otherwise, and the test
+    users' pseudonyms (``u0`` to ``u99``) are turned back into their ids in what
+    is returned, so assertions read in the ids the events were written with.
+    """
     options = PipelineOptions([])
     options.view_as(StandardOptions).streaming = True
     COLLECTED.clear()
+    config = {"consent": {"default": "granted"}, **config}
     with beam.Pipeline(runner="BundleBasedDirectRunner", options=options) as pipeline:
-        outputs = personalize.build(pipeline | stream, parse_config(config))
+        outputs = personalize.build(
+            pipeline | stream, parse_config(config), KeySource("env", keys.ENV)
+        )
         for name in OUTPUTS:
             _ = outputs[name] | f"Collect{name}" >> beam.ParDo(_Collect(name))
-    return {name: list(COLLECTED.get(name, [])) for name in OUTPUTS}
+    return {name: [_readable(x) for x in COLLECTED.get(name, [])] for name in OUTPUTS}
 
 
-OUTPUTS = ("profiles", "dead_letters", "trending", "triggers")
+OUTPUTS = ("profiles", "dead_letters", "trending", "triggers", "erasures")
+_IDS = {pseudo(f"u{n}"): f"u{n}" for n in range(100)}
+
+
+def _readable(element):
+    if isinstance(element, dict) and element.get("user_id") in _IDS:
+        return {**element, "user_id": _IDS[element["user_id"]]}
+    return element
 
 
 # The BundleBasedDirectRunner runs DoFns in this process, so a module-level list

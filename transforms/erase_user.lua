@@ -1,0 +1,89 @@
+-- Erase one user's keys in a namespace, in one atomic step, and leave a tombstone.
+--
+-- KEYS[1]  the profile hash          mt:NS:profile:USER
+-- KEYS[2]  the recent items list     mt:NS:recent:USER
+-- KEYS[3]  the trigger log           mt:NS:triggers:USER
+-- KEYS[4]  the segment set           mt:NS:segments:USER (names of the user's segments)
+-- KEYS[5]  the tombstone             mt:NS:erased:SUBJECT
+-- ARGV[1]  the user (member of each segment's sorted set)
+-- ARGV[2]  erased-at (ms): data from then or before goes; anything newer (the user
+--          granted consent again since) stays
+-- ARGV[3]  TTL of the tombstone in seconds (0: no expiry)
+-- ARGV[4]  the prefix of a segment's sorted set: mt:NS:segment:
+--
+-- Returns {keys deleted, segment memberships removed, trigger log entries removed}.
+-- Checks come before writes: a key of the wrong type fails the call and changes nothing.
+local at = tonumber(ARGV[2])
+local expected = {'hash', 'list', 'list', 'set'}
+for k = 1, 4 do
+  local kind = redis.call('TYPE', KEYS[k])['ok']
+  if kind ~= 'none' and kind ~= expected[k] then
+    return redis.error_reply(KEYS[k] .. ' holds a ' .. kind .. ', not a ' .. expected[k])
+  end
+end
+local segments = redis.call('SMEMBERS', KEYS[4])
+for _, name in ipairs(segments) do
+  local kind = redis.call('TYPE', ARGV[4] .. name)['ok']
+  if kind ~= 'none' and kind ~= 'zset' then
+    return redis.error_reply(ARGV[4] .. name .. ' holds a ' .. kind .. ', not a zset')
+  end
+end
+
+local stone = redis.call('GET', KEYS[5])
+if not stone or tonumber(stone) < at then
+  local ttl = tonumber(ARGV[3])
+  if ttl > 0 then
+    redis.call('SET', KEYS[5], ARGV[2], 'EX', ttl)
+  else
+    redis.call('SET', KEYS[5], ARGV[2])
+  end
+end
+
+local keys_deleted = 0
+-- The profile (and its recent items) unless it was started after the erasure.
+local first = redis.call('HGET', KEYS[1], 'first_seen')
+if not first or tonumber(first) <= at then
+  keys_deleted = keys_deleted + redis.call('DEL', KEYS[1], KEYS[2])
+end
+
+-- Trigger log entries matched at or before the erasure.
+local log_removed = 0
+local entries = redis.call('LRANGE', KEYS[3], 0, -1)
+if #entries > 0 then
+  local keep = {}
+  for _, entry in ipairs(entries) do
+    local ok, trigger = pcall(cjson.decode, entry)
+    if ok and type(trigger) == 'table' and tonumber(trigger['event_time'])
+        and tonumber(trigger['event_time']) > at then
+      table.insert(keep, entry)
+    else
+      log_removed = log_removed + 1
+    end
+  end
+  if log_removed > 0 then
+    local ttl = redis.call('PTTL', KEYS[3])
+    redis.call('DEL', KEYS[3])
+    if #keep > 0 then
+      redis.call('RPUSH', KEYS[3], unpack(keep))
+      if ttl > 0 then
+        redis.call('PEXPIRE', KEYS[3], ttl)
+      end
+    else
+      keys_deleted = keys_deleted + 1
+    end
+  end
+end
+
+-- Segment memberships that began at or before the erasure (score = joined at, ms).
+local members_removed = 0
+for _, name in ipairs(segments) do
+  local joined = redis.call('ZSCORE', ARGV[4] .. name, ARGV[1])
+  if not joined or tonumber(joined) <= at then
+    members_removed = members_removed + redis.call('ZREM', ARGV[4] .. name, ARGV[1])
+    redis.call('SREM', KEYS[4], name)
+  end
+end
+if #segments > 0 and redis.call('EXISTS', KEYS[4]) == 0 then
+  keys_deleted = keys_deleted + 1
+end
+return {keys_deleted, members_removed, log_removed}
