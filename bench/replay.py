@@ -13,7 +13,9 @@ is kept:
   sessions, trending, the ordered user timeline and profiles, writes to a
   real Redis started here), with no patterns;
 * ``patterns``: the same with the default pattern pack
-  (``examples/patterns.yaml``): detection, governance, trigger publishing.
+  (``examples/patterns.yaml``): detection, governance, trigger publishing;
+* ``protect``: not a pipeline: ``models.privacy.protect`` alone over every
+  event of the file, in one loop, to see what pseudonymization costs.
 
 Both run on Beam's FnApiRunner (``DirectRunner`` picks it for the baseline).
 
@@ -83,11 +85,25 @@ def _pipeline(path: str, patterns: bool = False) -> dict:
     return {"wall_seconds": wall, "summary": summary}
 
 
+def _protect(path: str) -> dict:
+    from models import privacy
+    from pipelines.keys import KeySource
+    from schemas.codecs import read_container
+
+    events = list(read_container(path))
+    params = privacy.PrivacyParams(key=KeySource("dev").load())
+    started = time.perf_counter()
+    for event in events:
+        privacy.protect(params, event)
+    return {"wall_seconds": time.perf_counter() - started}
+
+
 def _child(variant: str, path: str) -> None:
     variants = {
         "baseline": _baseline,
         "pipeline": _pipeline,
         "patterns": lambda p: _pipeline(p, patterns=True),
+        "protect": _protect,
     }
     result = variants[variant](path)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -135,7 +151,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         path = _prepare(args.file, Path(tmp))
         events = _count_events(path)
-        runs: dict[str, list[dict]] = {"baseline": [], "pipeline": [], "patterns": []}
+        runs: dict[str, list[dict]] = {
+            "baseline": [],
+            "pipeline": [],
+            "patterns": [],
+            "protect": [],
+        }
         for _ in range(args.repeat):
             for variant in runs:
                 runs[variant].append(_run_child(variant, path))
@@ -153,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         "patterns_ratio": round(best["baseline"] / best["patterns"], 3),
         "patterns_share": round(1 - best["pipeline"] / best["patterns"], 3),
         "patterns_peak_rss_mb": round(max(r["peak_rss_mb"] for r in runs["patterns"]), 1),
+        "protect_us_per_event": round(best["protect"] / events * 1e6, 2),
+        "protect_share": round(best["protect"] / best["pipeline"], 4),
         "triggers": runs["patterns"][-1]["summary"]["triggers_by_pattern"],
         "runs": runs,
     }

@@ -10,6 +10,7 @@
 --          granted consent again since) stays
 -- ARGV[3]  TTL of the tombstone in seconds (0: no expiry)
 -- ARGV[4]  the prefix of a segment's sorted set: mt:NS:segment:
+-- ARGV[5]  the prefix of a trigger's send-once guard: mt:NS:trigger:
 --
 -- Returns {keys deleted, segment memberships removed, trigger log entries removed}.
 -- Checks come before writes: a key of the wrong type fails the call and changes nothing.
@@ -46,7 +47,8 @@ if not first or tonumber(first) <= at then
   keys_deleted = keys_deleted + redis.call('DEL', KEYS[1], KEYS[2])
 end
 
--- Trigger log entries matched at or before the erasure.
+-- Trigger log entries matched at or before the erasure, and their send-once guards
+-- (the tombstone refuses those triggers from now on).
 local log_removed = 0
 local entries = redis.call('LRANGE', KEYS[3], 0, -1)
 if #entries > 0 then
@@ -58,6 +60,9 @@ if #entries > 0 then
       table.insert(keep, entry)
     else
       log_removed = log_removed + 1
+      if ok and type(trigger) == 'table' and type(trigger['trigger_id']) == 'string' then
+        keys_deleted = keys_deleted + redis.call('DEL', ARGV[5] .. trigger['trigger_id'])
+      end
     end
   end
   if log_removed > 0 then

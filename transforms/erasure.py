@@ -9,17 +9,17 @@ For each erasure, in this order:
 
 1. ``erase_user.lua`` deletes, in one atomic step, every key of the user in
    the namespace: the profile hash and the recent items, the trigger log
-   entries matched up to the erasure, the user's membership in every
-   segment (``mt:NS:segments:USER`` lists the segments; the user is removed
-   from each ``mt:NS:segment:NAME`` sorted set). It leaves the tombstone
-   ``mt:NS:erased:SUBJECT`` (the erased-at time, ms) that the profile and
-   trigger writers check, so a write that raced the erasure cannot bring the
-   data back. Data newer than the erasure (the user granted consent again)
-   stays.
+   entries matched up to the erasure (and their send-once guards), the user's
+   membership in every segment (``mt:NS:segments:USER`` lists the segments;
+   the user is removed from each ``mt:NS:segment:NAME`` sorted set). It leaves
+   the tombstone ``mt:NS:erased:SUBJECT`` (the erased-at time, ms) that the
+   profile and trigger writers check, so a write that raced the erasure cannot
+   bring the data back. Data newer than the erasure (the user granted consent
+   again) stays.
 2. The user's entries on the trigger stream (``mt:NS:topic:triggers``) up to
-   the erasure are deleted with XDEL: one pass over the stream per batch of
-   erasures. Triggers published after the tombstone cannot be the user's old
-   ones, so the pass misses nothing.
+   the erasure are deleted with XDEL (and their send-once guards): one pass
+   over the stream per batch of erasures. Triggers published after the
+   tombstone cannot be the user's old ones, so the pass misses nothing.
 3. An entry is appended to the audit stream ``mt:NS:audit:erasures``
    (append-only: never trimmed by microtarget) with ``subject``, ``reason``,
    ``source``, ``requested_at`` and what went (``keys_deleted``,
@@ -63,7 +63,7 @@ def audit_key(namespace: str) -> str:
 
 
 def _stream_entries(client: redis.Redis, stream: str, erased: dict[str, int]) -> list[tuple]:
-    """``(entry id, user)`` of stream entries of erased users matched at or before the erasure."""
+    """``(entry id, user, trigger id)`` of erased users' entries matched before the erasure."""
     found = []
     start = "-"
     while True:
@@ -80,7 +80,7 @@ def _stream_entries(client: redis.Redis, stream: str, erased: dict[str, int]) ->
             except (KeyError, ValueError, TypeError):
                 event_time = at  # unreadable: it is the user's, so it goes
             if event_time <= at:
-                found.append((entry_id, user.decode()))
+                found.append((entry_id, user.decode(), fields.get(b"trigger_id")))
         if len(entries) < SCAN_CHUNK:
             return found
         start = "(" + entries[-1][0].decode()
@@ -108,6 +108,7 @@ def erase_users(
             tombstone_key(namespace, user),
         ]
         args = [user, erasure["requested_at"], tombstone_ttl_s, key(namespace, "segment", "")]
+        args.append(key(namespace, "trigger", ""))
         calls.append((keys, args))
     results = run_batch(client, script, calls, url)
     latest: dict[str, int] = {}
@@ -117,11 +118,17 @@ def erase_users(
     stream = key(namespace, "topic", "triggers")
     try:
         gone = _stream_entries(client, stream, latest)
-        for start in range(0, len(gone), SCAN_CHUNK):
-            client.xdel(stream, *(entry_id for entry_id, _ in gone[start : start + SCAN_CHUNK]))
         per_user: dict[str, int] = {}
-        for _, user in gone:
-            per_user[user] = per_user.get(user, 0) + 1
+        guards: dict[str, int] = {}
+        for start in range(0, len(gone), SCAN_CHUNK):
+            chunk = gone[start : start + SCAN_CHUNK]
+            client.xdel(stream, *(entry_id for entry_id, _, _ in chunk))
+            pipe = client.pipeline(transaction=False)
+            for _, user, trigger_id in chunk:
+                per_user[user] = per_user.get(user, 0) + 1
+                pipe.delete(key(namespace, "trigger", (trigger_id or b"").decode()))
+            for (_, user, _), deleted in zip(chunk, pipe.execute()):
+                guards[user] = guards.get(user, 0) + deleted
         audits = []
         pipe = client.pipeline(transaction=False)
         for erasure, (keys_deleted, members, log_entries) in zip(erasures, results):
@@ -131,7 +138,7 @@ def erase_users(
                 "reason": erasure["reason"],
                 "source": erasure.get("event_id") or "request",
                 "requested_at": str(erasure["requested_at"]),
-                "keys_deleted": str(keys_deleted),
+                "keys_deleted": str(keys_deleted + guards.pop(user, 0)),
                 "memberships_removed": str(members),
                 "log_entries_removed": str(log_entries),
                 "stream_entries_removed": str(per_user.pop(user, 0)),

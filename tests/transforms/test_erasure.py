@@ -81,13 +81,16 @@ def test_erasure_leaves_nothing_that_mentions_the_user(populated, redis_url, nam
             "reason": "erasure_requested",
             "source": "x1",
             "requested_at": "1000",
-            "keys_deleted": "4",  # profile, recent items, trigger log, segment set
+            # profile, recent items, trigger log, segment set, two send-once guards
+            "keys_deleted": "6",
             "memberships_removed": "2",
             "log_entries_removed": "2",
             "stream_entries_removed": "2",
         }
     ]
     assert [fields for _, fields in erasure.read_audit(client, namespace)] == audits
+    guards = [k for k in client.scan_iter(match=f"mt:{namespace}:trigger:*")]
+    assert len(guards) == 1  # bob's
     # Bob is untouched, in his keys and in the shared ones.
     assert {k: v for k, v in namespace_state(client, namespace).items() if BOB in k} == bob_before
     assert client.zrange(f"mt:{namespace}:segment:vip", 0, -1) == [BOB.encode()]
@@ -130,7 +133,7 @@ def test_erase_command_pseudonymizes_and_prints_no_id(populated, redis_url, name
     assert code == 0
     printed = capsys.readouterr()
     assert "ann" not in printed.out and ANN not in printed.out + printed.err
-    assert "erased subject" in printed.out and "4 keys" in printed.out
+    assert "erased subject" in printed.out and "6 keys" in printed.out
     assert mentions(populated, namespace, ANN) == []
     assert mentions(populated, namespace, BOB)
     (entry,) = erasure.read_audit(populated, namespace)
