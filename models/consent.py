@@ -35,6 +35,7 @@ PERSONALIZATION = "personalization"
 MARKETING = "marketing"
 PURPOSES = (ANALYTICS, PERSONALIZATION, MARKETING)
 ERASE = "erase"
+CONSENT_EVENTS = frozenset({ev.CONSENT_CHANGE, ev.CONSENT_REVOKED, ev.ERASURE_REQUESTED})
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,11 @@ def new_state() -> dict:
 def allows(params: ConsentParams, state: dict, purpose: str) -> bool:
     """Whether ``purpose`` is allowed now."""
     return state["purposes"].get(purpose, params.default)
+
+
+def states_consent(event: dict) -> bool:
+    """Whether the event says anything about consent (a map, or a consent event type)."""
+    return bool(event.get("consent")) or event["event_type"] in CONSENT_EVENTS
 
 
 def observe(params: ConsentParams, state: dict, event: dict) -> str | None:

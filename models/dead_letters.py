@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 
-from models.privacy import scrub_text
+from models.privacy import PrivacyParams, is_personal_name, scrub_text
 
 EXCERPT_CHARS = 200
 
@@ -25,8 +25,16 @@ _DIGITS = re.compile(r"\d{6,}")
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"?')
 # Identifiers and personal fields are masked whole, whatever they look like.
-PERSONAL_FIELDS = ("user_id", "anonymous_id", "email", "phone", "ip")
-_PERSONAL_JSON = re.compile(r'"(' + "|".join(PERSONAL_FIELDS) + r')"(\s*:\s*)"(?:[^"\\]|\\.)*"?')
+PERSONAL_FIELDS = frozenset({"user_id", "anonymous_id", "email", "phone", "ip"})
+_JSON_MEMBER = re.compile(r'"((?:[^"\\]|\\.)*)"(\s*:\s*)("(?:[^"\\]|\\.)*"?|[^,{}\[\]\s]+)')
+_DEFAULTS = PrivacyParams()
+
+
+def _member(match: re.Match) -> str:
+    name = match.group(1)
+    if name in PERSONAL_FIELDS or is_personal_name(_DEFAULTS, name):
+        return f'"{name}"{match.group(2)}"<id>"'
+    return match.group(0)
 
 
 def _phone(match: re.Match) -> str:
@@ -46,16 +54,22 @@ def mask_excerpt(raw, limit: int = EXCERPT_CHARS) -> str:
     """The start of a raw record (bytes, text or dict), personal-looking values masked.
 
     >>> mask_excerpt('{"mail": "ann.lee@example.com", "ip": "10.1.2.3", "tel": "+49 170 1234567"}')
-    '{"mail": "<email>", "ip": "<id>", "tel": "<phone>"}'
+    '{"mail": "<id>", "ip": "<id>", "tel": "<id>"}'
     >>> mask_excerpt(b"\\xff\\xfeabc")
     '\\\\xff\\\\xfeabc'
     >>> mask_excerpt("order 12345678 of user 42")
     'order ######## of user 42'
     >>> mask_excerpt('{"timestamp": 1511544070000, "user_id": "ann", "anonymous_id": 7}')
-    '{"timestamp": 1511544070000, "user_id": "<id>", "anonymous_id": 7}'
+    '{"timestamp": 1511544070000, "user_id": "<id>", "anonymous_id": "<id>"}'
+    >>> mask_excerpt('{"properties": {"street": "Lindenstr. 5"}, "page": "/?m=a%40b.de"}')
+    '{"properties": {"street": "<id>"}, "page": "/?m=<email>"}'
     """
     if raw is None:
         return ""
+    if isinstance(raw, bytes | bytearray):
+        raw = re.sub(rb"%40", b"@", bytes(raw), flags=re.IGNORECASE)
+    elif isinstance(raw, str):
+        raw = re.sub(r"%40", "@", raw, flags=re.IGNORECASE)
     if isinstance(raw, bytes | bytearray):
         text = bytes(raw[: limit * 4]).decode("utf-8", errors="backslashreplace")
     elif isinstance(raw, str):
@@ -68,7 +82,7 @@ def mask_excerpt(raw, limit: int = EXCERPT_CHARS) -> str:
         text = text[: limit * 4]
     if text.lstrip()[:1] in ("{", "["):
         # JSON: mask inside string literals only; bare numbers (times, prices) stay readable.
-        text = _PERSONAL_JSON.sub(r'"\1"\2"<id>"', text)
+        text = _JSON_MEMBER.sub(_member, text)
         text = _STRING.sub(lambda m: _mask(m.group(0)), text)
     else:
         text = _mask(text)

@@ -104,6 +104,7 @@ def decide(params: GovernanceParams, state: dict, user: str, match: dict):
         "matched_event_ids": list(match["matched_event_ids"]),
         "keys": dict(match["keys"]),
         "event_time": at,
+        "first_event_time": match["start"],
         "holdout": in_holdout(params.salt, user, pattern, rate),
     }
     return trigger, None

@@ -12,20 +12,27 @@ key, a state cell, a Redis value, a topic message or a log line:
 * ``ip`` is truncated (IPv4 to its /24, IPv6 to its /48), looked up in the
   optional coarse-geo table (fills ``country`` and ``region`` when the event
   has none), then dropped.
-* ``event_id`` and ``session_id`` that contain any of those become their
-  pseudonym (masking would make distinct ids equal).
-* Every other text value, including ``properties``, is scanned for e-mail
-  addresses, IP addresses and phone numbers, which are replaced by
-  ``<email>``, ``<ip>`` and ``<phone>``; properties named like personal data
-  (``params.redact_properties``: name, address, phone, ...) are replaced by
-  ``<redacted>`` whatever they hold.
+* Ids (``event_id``, ``session_id``, ``product_id``, ``category``,
+  ``brand``) that contain an e-mail or IP address become their pseudonym:
+  masking would make distinct ids equal.
+* Every other text value (property names and values included) is scanned
+  for e-mail addresses, IP addresses and phone numbers, also percent-encoded,
+  which are replaced by ``<email>``, ``<ip>`` and ``<phone>``; properties
+  named like personal data are replaced by ``<redacted>`` whatever they hold:
+  a name in ``params.redact_properties`` (``shippingAddress`` is read as
+  ``shipping_address``), or one ending in ``_`` + one of those that are never
+  about products (``customer_email``, ``billing_address``; ``name`` itself
+  only in the names listed, so ``product_name`` stays).
 
 A phone number is recognised by its shape: 9 to 15 digits that start with
 ``+``, ``00`` or a bracket, or are split by spaces, dots, dashes, slashes or
-brackets; 16 or more such digits (a card or account number) become ``<number>``.
-A bare run of digits is left alone (it is far more often a product, order
-or page id than a phone number); a producer that puts phone numbers in free
-text without any separator should send them in ``phone``.
+brackets; 16 or more such digits (a card or account number) become
+``<number>``. Dates and times (``2019-11-25 12:30``, ``25.11.2019``), price
+ranges (``100.00-250.00``) and lists of small numbers split by slashes
+(``38/39/40``) are not phone numbers. A bare run of digits is left alone (it
+is far more often a product, order or page id than a phone number); a
+producer that puts phone numbers in free text without any separator should
+send them in ``phone``.
 
 HMAC-SHA256 comes from the standard library (``hmac``, ``hashlib``) and IP
 parsing from ``ipaddress``; the text scanning is written here because no
@@ -39,12 +46,13 @@ import hmac
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from urllib.parse import unquote
 
 REDACTED = "<redacted>"
 ID_FIELDS = ("user_id", "anonymous_id")
-_OPAQUE_IDS = frozenset({"event_id", "session_id"})
-# Text fields left as they are: the event's type, and values that are codes, not text.
-_NOT_TEXT = frozenset({"event_type", "country", "region", "timezone", "device", "os", "consent"})
+# Ids: pseudonymized whole if they hold an address, so that distinct ids stay distinct.
+_OPAQUE_IDS = frozenset({"event_id", "session_id", "product_id", "category", "brand"})
+_NOT_TEXT = frozenset({"event_type", "consent"})
 DEFAULT_REDACT_PROPERTIES = (
     "name",
     "first_name",
@@ -72,14 +80,27 @@ DEFAULT_REDACT_PROPERTIES = (
     "password",
 )
 
-_ADDRESSES = re.compile(
-    r"(?P<email>[\w.+-]+@[\w-]+(?:\.[\w-]+)+)"
-    r"|(?P<ipv4>(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?![\d.]))"
-    r"|(?P<ipv6>(?<![\w:])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:]))"
+# Name suffixes that make a property personal whatever comes before them.
+_PERSONAL_SUFFIXES = frozenset(
+    {"email", "e_mail", "mail", "phone", "mobile", "telephone", "address", "street"}
+    | {"postcode", "zip", "birthday", "dob", "iban", "password", "ip", "ip_address"}
 )
-# Digits with at most two separators between them, maybe after +, 00 or (.
-_NUMBER = re.compile(r"(?<![\w+])(?:\+|00|\()?\d(?:[ ()./-]{0,2}\d){6,}")
+_ADDRESSES = re.compile(
+    r"(?P<email>[\w.+'-]+@[\w-]+(?:\.[\w-]+)+)"
+    r"|(?P<ipv6>(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}"
+    r"(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]{1,4})?(?![\w:]|\.\d))"
+    r"|(?P<ipv4>(?<!\d)(?<!\d\.)\d{1,3}(?:\.\d{1,3}){3}(?!\d|\.\d))"
+)
+# Digits with at most three separators between them, maybe after +, 00 or (.
+_NUMBER = re.compile(r"(?<![\d+])(?:\+|00|\()?\d(?:[ ()./-]{0,3}\d){6,}")
 _SEPARATORS = re.compile(r"[ ()./-]")
+_DATE = re.compile(
+    r"^(?:(?:19|20)\d\d[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.](?:19|20)\d\d)(?!\d)"
+)
+_PRICE = re.compile(r"\d\.\d\d(?!\d)")
+_SMALL_GROUPS = re.compile(r"^\d{1,2}(?:/\d{1,2})+$")
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_NON_WORD = re.compile(r"[^a-z0-9]+")
 
 
 @dataclass(frozen=True)
@@ -195,8 +216,17 @@ def _number(match: re.Match) -> str:
     digits = sum(ch.isdigit() for ch in text)
     if digits < 9 or not (text.startswith(("+", "00", "(")) or _SEPARATORS.search(text)):
         return text
+    if _DATE.match(text.lstrip("(")) or _SMALL_GROUPS.match(text):
+        return text
+    if text.count(".") <= 2 and _PRICE.search(text):
+        return text
     # Up to 15 digits: a phone number (E.164); longer: a card or account number.
     return "<phone>" if digits <= 15 else "<number>"
+
+
+def _scrub(text: str) -> str:
+    # Addresses first, so a phone number cannot run on into an IP address after it.
+    return _NUMBER.sub(_number, _ADDRESSES.sub(_address, text))
 
 
 def scrub_text(text: str) -> str:
@@ -206,11 +236,52 @@ def scrub_text(text: str) -> str:
     'mail <email> from <ip>, call <phone>'
     >>> scrub_text("/product/1234567890 at 12:30:45 on 2019-11-25")
     '/product/1234567890 at 12:30:45 on 2019-11-25'
+    >>> scrub_text("/signup?email=ann%40example.com&src=mail")
+    '/signup?email=<email>&src=mail'
     """
     if not text:
         return text
-    # Addresses first, so a phone number cannot run on into an IP address after it.
-    return _NUMBER.sub(_number, _ADDRESSES.sub(_address, text))
+    scrubbed = _scrub(text)
+    if "%" in text:
+        decoded = unquote(text)
+        if decoded != text:
+            cleaned = _scrub(decoded)
+            if cleaned != decoded:
+                return cleaned  # something was hidden in the encoding
+    return scrubbed
+
+
+def has_address(text: str) -> bool:
+    """Whether the text holds an e-mail or IP address, also percent-encoded."""
+    return _ADDRESSES.sub(_address, text) != text or (
+        "%" in text and _ADDRESSES.sub(_address, unquote(text)) != unquote(text)
+    )
+
+
+def is_personal_name(params: PrivacyParams, name: str) -> bool:
+    """Whether a property of this name is personal data, whatever its value.
+
+    >>> p = PrivacyParams()
+    >>> [is_personal_name(p, n) for n in ("firstName", "shipping_address", "product_name")]
+    [True, True, False]
+    """
+    normal = _NON_WORD.sub("_", _CAMEL.sub("_", name).lower()).strip("_")
+    if normal in params.redact_properties:
+        return True
+    return (
+        any(
+            normal.endswith("_" + suffix) and suffix in params.redact_properties
+            for suffix in _PERSONAL_SUFFIXES
+        )
+        or normal.split("_")[-1] in {"name"}
+        and normal in _PERSON_NAMES
+    )
+
+
+_PERSON_NAMES = frozenset(
+    {"first_name", "last_name", "full_name", "customer_name", "user_name", "given_name"}
+    | {"family_name", "middle_name", "maiden_name", "display_name", "contact_name"}
+)
 
 
 def protect(params: PrivacyParams, event: dict) -> dict:
@@ -228,11 +299,10 @@ def protect(params: PrivacyParams, event: dict) -> dict:
         elif name == "ip":
             out[name] = None
         elif name in _OPAQUE_IDS:
-            # Masking would make distinct ids equal (and dedupe them): pseudonymize instead.
-            out[name] = value if scrub_text(value) == value else pseudonym(params.key, value)
+            out[name] = pseudonym(params.key, value) if has_address(value) else value
         elif name == "properties":
             out[name] = {
-                prop: REDACTED if prop.lower() in params.redact_properties else scrub_text(text)
+                scrub_text(prop): REDACTED if is_personal_name(params, prop) else scrub_text(text)
                 for prop, text in value.items()
             }
         elif isinstance(value, str):

@@ -124,13 +124,41 @@ def _forget(state: dict, user: str) -> None:
 def expires_at(params: TimelineParams, state: dict) -> int:
     """When the user's state is dropped if nothing more happens.
 
-    A withdrawn consent is remembered longer than a profile: an erased user
-    must not be profiled again on the default consent when they come back.
+    A withdrawn consent (any purpose stated ``false``) is remembered longer than
+    a profile: an erased user must not be profiled again, nor a user who said
+    no to marketing be sent triggers, on the default consent when they come back.
     """
-    withdrawn = state["consent"]["purposes"].get(cons.PERSONALIZATION) is False
+    withdrawn = False in state["consent"]["purposes"].values()
     return state["seen"] + (
         max(params.consent_memory_ms, params.retention_ms) if withdrawn else params.retention_ms
     )
+
+
+def upgrade(state: dict) -> dict:
+    """A state kept by an older version, with what this one expects (mutated, returned)."""
+    state.setdefault("consent", cons.new_state())
+    state.setdefault("seen", state["profile"]["now"])
+    return state
+
+
+def late_consent(params: TimelineParams, state: dict, event: dict, released: int) -> Step:
+    """Apply the consent of an event that came after the timeline was released past it.
+
+    Such an event cannot be put in order any more, but a withdrawal or an
+    erasure request must not be lost: it takes effect now, as of the
+    released-up-to time (so everything written so far is erased).
+    """
+    step = Step()
+    at = max(event["timestamp"], released)
+    if cons.observe(params.consent, state["consent"], {**event, "timestamp": at}) == cons.ERASE:
+        _forget(state, state["profile"]["user_id"])
+        step.erasures.append(
+            erasure_record(state["profile"]["user_id"], {**event, "timestamp": at})
+        )
+        step.counts["erasures"] += 1
+    step.counts["late_consent_applied"] += 1
+    state["seen"] = at if state["seen"] is None else max(state["seen"], at)
+    return step
 
 
 def erasure_record(user: str, event: dict) -> dict:
@@ -158,6 +186,11 @@ def advance(params: TimelineParams, state: dict, ready: list, now: int) -> Step:
         ts, _, kind, payload = item
         state["seen"] = ts if state["seen"] is None else max(state["seen"], ts)
         if kind == EVENT:
+            if params.patterns:
+                # Deadlines before the event fire first, under the consent as it was then.
+                due = cep.expire(params.patterns, state["patterns"], ts - 1)
+                _govern(params, state, user, due, step)
+                touched = touched or bool(due)
             if cons.observe(params.consent, consent, payload) == cons.ERASE:
                 _forget(state, user)
                 dropped, touched = 0, False

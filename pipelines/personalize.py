@@ -24,6 +24,10 @@ from transforms.timeline import UserTimeline
 from transforms.trending import TrendingItems
 
 
+def _analytics_allowed(keyed) -> bool:
+    return (keyed[1].get("consent") or {}).get("analytics") is not False
+
+
 def _key_by_user(event: dict):
     return user_key(event), event
 
@@ -50,7 +54,12 @@ def build(
     unique = protected | "Deduplicate" >> DeduplicateEvents(config.dedupe.horizon)
     keyed = unique | "KeyByUser" >> beam.Map(_key_by_user).with_output_types(tuple[str, dict])
     sessions = keyed | "SummarizeSessions" >> SummarizeSessions(config.sessions.gap, lateness)
-    trending = keyed | "TrendingItems" >> TrendingItems(
+    # Trending items are aggregates without users; an event that says no to analytics
+    # is not counted even there (inherited consent is known only in the timeline).
+    counted = keyed | "AnalyticsConsent" >> beam.Filter(_analytics_allowed).with_output_types(
+        tuple[str, dict]
+    )
+    trending = counted | "TrendingItems" >> TrendingItems(
         config.rolling.size, config.rolling.period, config.rolling.trending_top, lateness
     )
     # The profile, DetectPatterns and GovernTriggers share the user's event-time order.

@@ -25,6 +25,20 @@ EMBEDDED_DIR = DEFAULT_HOME / "redis"
 
 def _redis_url(args) -> str:
     if args.redis:
+        from redis.connection import parse_url
+
+        from transforms.redis_sink import redact_url
+
+        try:
+            parse_url(args.redis)
+        except ValueError:
+            # The parser's message may quote a piece of the password: say only what is wrong.
+            print(
+                f"error: --redis {redact_url(args.redis)} is not a valid redis:// or rediss:// "
+                "URL (percent-encode / ? # @ in the user and password)",
+                file=sys.stderr,
+            )
+            raise SystemExit(2) from None
         return args.redis
     from runners.local_redis import ensure_embedded
 

@@ -56,10 +56,17 @@ def check_redis(url: str) -> None:
 
     try:
         client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+    except ValueError:
+        # The parser's message may quote a piece of the password: say only what is wrong.
+        raise InputError(
+            f"--redis {redact_url(url)} is not a valid redis:// or rediss:// URL "
+            "(percent-encode / ? # @ in the user and password)"
+        ) from None
+    try:
         client.ping()
         client.close()
-    except (redis.exceptions.RedisError, ValueError) as exc:
-        raise InputError(f"cannot reach Redis at --redis {redact_url(url)}: {exc}") from exc
+    except redis.exceptions.RedisError as exc:
+        raise InputError(f"cannot reach Redis at --redis {redact_url(url)}: {exc}") from None
 
 
 def check_inputs(patterns: list[str]) -> None:

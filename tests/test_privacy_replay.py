@@ -22,11 +22,12 @@ PHONES = ["+49 170 1234567", "+1 (415) 555-0134", "0044 20 7946 0958", "+33 6 12
 IPS = ["203.0.113.77", "198.51.100.23", "2001:db8:abcd:12::1", "192.0.2.201"]
 ANON = "cookie-7f3a9c1e"  # an anonymous id, pseudonymized like the others
 PLAIN = "annlee_1987"  # a user id that looks like nothing in particular
+NUMERIC = 73519264  # a numeric user id, as some shops send them
 
 
 def secrets() -> list[str]:
     """Every raw personal value in the file, as written and in its bare forms."""
-    found = list(USERS) + [ANON, PLAIN] + ["Ann Lee", "Lindenstr. 5"]
+    found = list(USERS) + [ANON, PLAIN, str(NUMERIC)] + ["Ann Lee", "Lindenstr. 5"]
     for phone in PHONES:
         found += [phone, "".join(ch for ch in phone if ch.isdigit())]
     found += IPS + [ip.rsplit(".", 1)[0] + "." for ip in IPS if "." in ip] + ["2001:db8:abcd"]
@@ -86,6 +87,18 @@ def garbage() -> list[str]:
         f'{{"event_id": "g2", "user_id": "{USERS[1]}", "timestamp": {T0}',  # cut short
         f"not json at all: {USERS[1]} {PHONES[1]} {IPS[1]}",
         json.dumps({"event_id": "g3", "user_id": PLAIN, "event_type": 7, "timestamp": T0}),
+        json.dumps(
+            {
+                "event_id": "g4",
+                "user_id": NUMERIC,
+                "phone": 491701234567,
+                "event_type": "click",
+                "timestamp": T0,
+                "properties": {"street": "Lindenstr. 5", "name": "Ann Lee"},
+                "page": "/me?mail=ann.lee%40example.com",
+                "quantity": "many",
+            }
+        ),
     ]
 
 
@@ -144,7 +157,7 @@ def replayed(tmp_path_factory, redis_server):
 
 def test_no_personal_value_reaches_redis_the_topic_dead_letters_or_output(replayed, redis_client):
     summary, namespace = replayed["summary"], replayed["namespace"]
-    assert summary["invalid"] == 4 and summary["erasures"] == 2
+    assert summary["invalid"] == 5 and summary["erasures"] == 2
     assert summary["ip_addresses_dropped"] == 4 * 8 + 1
     assert summary["triggers_published"] > 0  # the topic has something to check
     assert replayed["output"]  # the run did print and log
@@ -153,7 +166,7 @@ def test_no_personal_value_reaches_redis_the_topic_dead_letters_or_output(replay
     assert any(kind == "stream" for kind, _ in state.values())
     stored = repr(state)
     letters = "".join(p.read_text() for p in replayed["dead"].glob("*.jsonl"))
-    assert len(letters.splitlines()) == 4
+    assert len(letters.splitlines()) == 5
     for secret in secrets():
         assert secret.lower() not in stored.lower(), f"{secret!r} in Redis"
         assert secret.lower() not in letters.lower(), f"{secret!r} in the dead letters"

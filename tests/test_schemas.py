@@ -35,6 +35,7 @@ def samples(name: str) -> list[dict]:
             "pattern_version": "1",
             "matched_event_ids": ["e1"],
             "first_event_id": "e1",
+            "start": 0,
             "event_time": 1_800_000,
             "keys": {"product_id": "p1"},
         }

@@ -29,6 +29,10 @@ for _, name in ipairs(segments) do
     return redis.error_reply(ARGV[4] .. name .. ' holds a ' .. kind .. ', not a zset')
   end
 end
+local first = redis.call('HGET', KEYS[1], 'first_seen')
+if first and not tonumber(first) then
+  return redis.error_reply(KEYS[1] .. ' has a first_seen that is not a number')
+end
 
 local stone = redis.call('GET', KEYS[5])
 if not stone or tonumber(stone) < at then
@@ -42,12 +46,12 @@ end
 
 local keys_deleted = 0
 -- The profile (and its recent items) unless it was started after the erasure.
-local first = redis.call('HGET', KEYS[1], 'first_seen')
 if not first or tonumber(first) <= at then
   keys_deleted = keys_deleted + redis.call('DEL', KEYS[1], KEYS[2])
 end
 
--- Trigger log entries matched at or before the erasure, and their send-once guards
+-- Trigger log entries whose first matched event is at or before the erasure, and their
+-- send-once guards
 -- (the tombstone refuses those triggers from now on).
 local log_removed = 0
 local entries = redis.call('LRANGE', KEYS[3], 0, -1)
@@ -55,8 +59,11 @@ if #entries > 0 then
   local keep = {}
   for _, entry in ipairs(entries) do
     local ok, trigger = pcall(cjson.decode, entry)
-    if ok and type(trigger) == 'table' and tonumber(trigger['event_time'])
-        and tonumber(trigger['event_time']) > at then
+    local began = nil
+    if ok and type(trigger) == 'table' then
+      began = tonumber(trigger['first_event_time']) or tonumber(trigger['event_time'])
+    end
+    if began and began > at then
       table.insert(keep, entry)
     else
       log_removed = log_removed + 1
@@ -69,7 +76,9 @@ if #entries > 0 then
     local ttl = redis.call('PTTL', KEYS[3])
     redis.call('DEL', KEYS[3])
     if #keep > 0 then
-      redis.call('RPUSH', KEYS[3], unpack(keep))
+      for from = 1, #keep, 1000 do  -- unpack has a limit on how many values it returns
+        redis.call('RPUSH', KEYS[3], unpack(keep, from, math.min(from + 999, #keep)))
+      end
       if ttl > 0 then
         redis.call('PEXPIRE', KEYS[3], ttl)
       end

@@ -76,10 +76,11 @@ def _stream_entries(client: redis.Redis, stream: str, erased: dict[str, int]) ->
             if at is None:
                 continue
             try:
-                event_time = json.loads(fields[b"trigger"])["event_time"]
-            except (KeyError, ValueError, TypeError):
-                event_time = at  # unreadable: it is the user's, so it goes
-            if event_time <= at:
+                trigger = json.loads(fields[b"trigger"])
+                first = trigger.get("first_event_time", trigger["event_time"])
+            except (KeyError, ValueError, TypeError, AttributeError):
+                first = at  # unreadable: it is the user's, so it goes
+            if first <= at:
                 found.append((entry_id, user.decode(), fields.get(b"trigger_id")))
         if len(entries) < SCAN_CHUNK:
             return found

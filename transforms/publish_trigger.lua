@@ -12,10 +12,11 @@
 -- ARGV[5]  the trigger id (a stream field, so consumers can dedupe)
 -- ARGV[6]  the pattern (a stream field, so consumers can filter without parsing)
 -- ARGV[7]  the user (a stream field, so an erasure finds the user's entries)
--- ARGV[8]  the trigger's event time (ms)
+-- ARGV[8]  the event time (ms) of the trigger's first matched event
 --
 -- Returns 1 if published now, 0 if the id was published before, 2 if the user was erased
--- after the trigger's event time (a trigger that raced the erasure stays unpublished).
+-- at or after the trigger's first matched event (a trigger that raced the erasure, or one
+-- a pipeline still holding the erased state completed, stays unpublished).
 -- Redis does not undo a script's writes when it fails halfway, so every check comes
 -- before the first write and the guard is written last: a failure leaves nothing
 -- behind, and the retry publishes.

@@ -269,21 +269,25 @@ class _CasWriteFn(BatchedRedisFn):
 
 
 def redact_url(url: str) -> str:
-    """The URL without its user, password or password parameter, for messages and logs.
+    """The URL without its user, password or secret parameters, for messages and logs.
+
+    Everything between ``://`` and the last ``@`` goes, so a password holding
+    ``/``, ``?`` or ``#`` goes too.
 
     >>> redact_url("rediss://mt:s3cret@10.0.0.5:6380/0?ssl_ca_certs=/ca.pem&password=x")
     'rediss://***@10.0.0.5:6380/0?ssl_ca_certs=/ca.pem&password=***'
+    >>> redact_url("redis://mt:Zm9v/YmF?y#z@127.0.0.1:6399/0")
+    'redis://***@127.0.0.1:6399/0'
     """
     if "://" not in url:
         return url
     scheme, rest = url.split("://", 1)
-    authority, sep, tail = rest.partition("/")
-    if "@" in authority:
-        authority = "***@" + authority.rsplit("@", 1)[1]
-    return _PASSWORD_PARAM.sub(r"\1***", f"{scheme}://{authority}{sep}{tail}")
+    if "@" in rest:
+        rest = "***@" + rest.rsplit("@", 1)[1]
+    return _SECRET_PARAM.sub(r"\1***", f"{scheme}://{rest}")
 
 
-_PASSWORD_PARAM = re.compile(r"([?&](?:password|username)=)[^&]*")
+_SECRET_PARAM = re.compile(r"([?&](?:password|username|ssl_password)=)[^&]*")
 
 
 class WriteProfilesToRedis(beam.PTransform):

@@ -12,7 +12,11 @@ order. The DoFn runs in the global window, keyed by user:
   timer moves to the latest still-buffered item (so a bounded replay fires a
   handful of times per user, not once per event);
 * an item at or before the last released time can no longer be put in order:
-  it goes to the dead letters with reason ``late``.
+  it goes to the dead letters with reason ``late``; but the consent it states
+  still takes effect, at once (``models.timeline.late_consent``): a late
+  withdrawal or erasure request erases what was written so far, and a late
+  ``consent_change``, ``consent_revoked`` or ``erasure_requested`` event is
+  not a dead letter.
 
 State per user: the buffer (cleared as it is released), one cell with the
 profile, the pattern automaton, the trigger governance and the matches still
@@ -111,15 +115,34 @@ class _TimelineFn(beam.DoFn):
         self,
         keyed,
         buffer=beam.DoFn.StateParam(BUFFER),
+        user=beam.DoFn.StateParam(USER),
         released=beam.DoFn.StateParam(RELEASED),
         pending=beam.DoFn.StateParam(PENDING),
         release=beam.DoFn.TimerParam(RELEASE),
+        cleanup=beam.DoFn.TimerParam(CLEANUP),
     ):
-        user, item = keyed
+        key, item = keyed
         too_late = ordering.hold(item, buffer, released, pending, release, self._lateness)
-        if too_late is not None:
-            self._late.inc()
-            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, self._late_letter(user, item, too_late))
+        if too_late is None:
+            return
+        if item[2] == timeline.EVENT and cons.states_consent(item[3]):
+            # Too late to put in order, but a withdrawal or an erasure is never dropped.
+            yield from self._late_consent(key, item[3], too_late, user, cleanup)
+            if item[3]["event_type"] in cons.CONSENT_EVENTS:
+                return
+        self._late.inc()
+        yield beam.pvalue.TaggedOutput(DEAD_LETTERS, self._late_letter(key, item, too_late))
+
+    def _late_consent(self, key, event, released, user, cleanup):
+        state = user.read()
+        state = timeline.new_user_state(key) if state is None else timeline.upgrade(state)
+        step = timeline.late_consent(self._params, state, event, released)
+        user.write(state)
+        cleanup.set(ordering.at(timeline.expires_at(self._params, state)))
+        for name, n in step.counts.items():
+            self._count(name, n)
+        for erasure in step.erasures:
+            yield beam.pvalue.TaggedOutput(ERASURES, erasure)
 
     @userstate.on_timer(RELEASE)
     def on_release(
@@ -165,6 +188,8 @@ class _TimelineFn(beam.DoFn):
                 return
             self._profiles.inc()
             state = timeline.new_user_state(key)
+        else:
+            timeline.upgrade(state)
         step = timeline.advance(self._params, state, ready, now)
         user.write(state)
         if step.deadline is not None:
@@ -198,7 +223,9 @@ class _TimelineFn(beam.DoFn):
         cleanup=beam.DoFn.TimerParam(CLEANUP),
     ):
         state = user.read()
-        if state is None or fired.micros // 1000 < timeline.expires_at(self._params, state):
+        if state is None or fired.micros // 1000 < timeline.expires_at(
+            self._params, timeline.upgrade(state)
+        ):
             # Already cleaned, or a firing of a deadline that has since moved on.
             return
         pending_at = pending.read()

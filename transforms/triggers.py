@@ -12,8 +12,8 @@ for action (not held out) also go to the topic. The embedded default topic is a 
 append run in one Lua script (``publish_trigger.lua``), so a retried bundle or
 a replay of the same file publishes nothing twice: exactly once in effect.
 The stream is named by ``TopicSink``, the interface another topic (Kafka)
-implements. A trigger whose user was erased at or after its event time is
-not published (counter ``triggers_refused_erased``).
+implements. A trigger whose user was erased at or after its first matched
+event is not published (counter ``triggers_refused_erased``).
 """
 
 from __future__ import annotations
@@ -88,7 +88,8 @@ class _PublishFn(BatchedRedisFn):
             if stream is not None and not trigger["holdout"]:
                 keys.append(stream)
             args = [self._ttl, canonical_json(trigger), self._log_size, self._topic.maxlen]
-            args += [trigger["trigger_id"], trigger["pattern"], user, trigger["event_time"]]
+            first = trigger.get("first_event_time", trigger["event_time"])
+            args += [trigger["trigger_id"], trigger["pattern"], user, first]
             calls.append((keys, args))
         results = run_batch(self._client, self._script, calls, self._url)
         fresh = [t for t, result in zip(batch, results) if result == 1]

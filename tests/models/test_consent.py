@@ -136,3 +136,47 @@ def test_a_withdrawn_consent_outlives_the_profile_retention():
     assert timeline.expires_at(p, state) == 10 * MIN
     timeline.advance(p, state, [item("r", 5, "consent_revoked")], 5 * MIN)
     assert timeline.expires_at(p, state) == 1005 * MIN
+
+
+def test_marketing_granted_after_a_deadline_does_not_reach_back_to_it():
+    state = timeline.new_user_state("u1")
+    ready = [
+        item("a", 0, consent={"personalization": True}),  # abandoned at minute 30
+        item("b", 40, "page_view", consent={"marketing": True}),
+    ]
+    step = timeline.advance(gated(False), state, ready, 60 * MIN)
+    assert step.triggers == [] and step.counts["triggers_suppressed_consent"] == 1
+
+
+def test_a_revocation_after_a_deadline_keeps_the_match_that_was_due_before_it():
+    state = timeline.new_user_state("u1")
+    ready = [item("a", 0), item("r", 40, "consent_revoked")]
+    step = timeline.advance(gated(True), state, ready, 60 * MIN)
+    assert step.counts["matches.cart_abandonment"] == 1
+    # The trigger was made before the revocation, then dropped with everything else.
+    assert step.triggers == [] and step.counts["triggers_dropped_erasure"] == 1
+
+
+def test_a_no_to_marketing_alone_is_remembered_too():
+    p = dataclasses.replace(gated(True), retention_ms=10 * MIN, consent_memory_ms=1000 * MIN)
+    state = timeline.new_user_state("u1")
+    timeline.advance(p, state, [item("a", 0, consent={"marketing": False})], 0)
+    assert timeline.expires_at(p, state) == 1000 * MIN
+
+
+def test_a_late_withdrawal_erases_as_of_the_released_time():
+    state = timeline.new_user_state("u1")
+    timeline.advance(gated(True), state, [item("a", 0)], 0)
+    event = item("r", 5, "consent_change", consent={"personalization": False})[3]
+    step = timeline.late_consent(gated(True), state, event, 50 * MIN)
+    assert [e["requested_at"] for e in step.erasures] == [50 * MIN]
+    assert state["profile"]["events"] == 0 and state["patterns"]["runs"] == {}
+
+
+def test_a_state_kept_by_the_previous_version_is_upgraded():
+    state = timeline.new_user_state("u1")
+    timeline.advance(gated(True), state, [item("a", 0)], 0)
+    del state["consent"], state["seen"]
+    timeline.upgrade(state)
+    step = timeline.advance(gated(True), state, [item("b", 1)], MIN)
+    assert step.snapshot["events"] == 2

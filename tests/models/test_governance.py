@@ -51,6 +51,7 @@ def test_a_match_becomes_a_trigger():
         "matched_event_ids": ["e1", "e7"],
         "keys": {"category": "shoes"},
         "event_time": 5_000,
+        "first_event_time": 5_000,
         "holdout": False,
     }
 

@@ -93,6 +93,20 @@ def test_bad_geo_lines_are_rejected_naming_the_line(line):
         ("version 1.2.3", "version 1.2.3"),
         ("size 42 shoes", "size 42 shoes"),
         ("card 4111 1111 1111 1111", "card <number>"),
+        ("my ip is 10.1.2.3.", "my ip is <ip>."),
+        ("/account?email=ann%40example.com", "/account?email=<email>"),
+        ("/signup?tel=%2B491701234567", "/signup?tel=<phone>"),
+        ("call+491701234567", "call<phone>"),
+        ("+49 - 170 - 1234567", "<phone>"),
+        ("::ffff:203.0.113.77 said hi", "<ip> said hi"),
+        ("o'brien@example.com", "<email>"),
+        # Shop data that only looks like numbers.
+        ("2019-11-25 12:30:45", "2019-11-25 12:30:45"),
+        ("25.11.2019 14:30", "25.11.2019 14:30"),
+        ("/shoes?price=100.00-250.00", "/shoes?price=100.00-250.00"),
+        ("/blog/2019/11/25/12", "/blog/2019/11/25/12"),
+        ("size 38/39/40/41/42", "size 38/39/40/41/42"),
+        ("06.12.34.56.78", "<phone>"),
         ("at 203.0.113.77, +49 170 1234567 203.0.113.78", "at <ip>, <phone> <ip>"),
     ],
 )
@@ -127,3 +141,35 @@ def test_protect_keeps_what_is_not_personal():
     assert {k: v for k, v in out.items() if k not in ("user_id",)} == {
         k: v for k, v in raw.items() if k not in ("user_id",)
     }
+
+
+def test_ids_of_products_keep_their_shape_unless_they_hold_an_address():
+    raw = event(product_id="123-456-789", category="4006381-333931", brand="ann@example.com")
+    out = privacy.protect(PARAMS, raw)
+    assert (out["product_id"], out["category"]) == ("123-456-789", "4006381-333931")
+    assert out["brand"] == privacy.pseudonym(KEY, "ann@example.com")
+
+
+@pytest.mark.parametrize(
+    ("name", "personal"),
+    [
+        ("firstName", True),
+        ("shipping_address", True),
+        ("customer_name", True),
+        ("customerEmail", True),
+        ("Phone", True),
+        ("product_name", False),
+        ("color", False),
+        ("zip_code_area", False),
+    ],
+)
+def test_properties_named_like_personal_data_are_redacted(name, personal):
+    out = privacy.protect(PARAMS, event(properties={name: "x"}))
+    assert (out["properties"][name] == privacy.REDACTED) is personal
+
+
+def test_property_names_and_every_text_field_are_scanned():
+    out = privacy.protect(
+        PARAMS, event(properties={"ann@example.com": "1"}, device="ann@example.com")
+    )
+    assert out["properties"] == {"<email>": "1"} and out["device"] == "<email>"

@@ -167,3 +167,16 @@ def test_a_wrong_password_fails_at_start_without_printing_it(tls_redis, tmp_path
     assert done.returncode == 2
     assert "cannot reach Redis at --redis rediss://***@127.0.0.1" in done.stderr
     assert "not-the-Pa55word" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("command", [["replay", "x.jsonl"], ["profile", "ann"], ["triggers"]])
+def test_a_password_that_breaks_the_url_is_not_printed(command, capsys):
+    from runners import cli
+
+    url = "redis://mt:Zm9v/YmFy+cXV4@127.0.0.1:6399/0"
+    with pytest.raises(SystemExit) as stopped:
+        cli.main([*command, "--redis", url])
+    assert stopped.value.code == 2
+    printed = capsys.readouterr()
+    assert "redis://***@127.0.0.1:6399/0 is not a valid" in printed.err
+    assert "Zm9v" not in printed.out + printed.err and "YmFy" not in printed.out + printed.err

@@ -104,6 +104,9 @@ def test_writes_that_raced_the_erasure_bounce_newer_data_lands(populated, redis_
     # A snapshot holding data from before the erasure, even with a newer version: refused.
     assert write_profiles(client, redis_url, namespace, snapshot(ANN, 100, 900)) == [2]
     publish(redis_url, namespace, [trigger(ANN, "a3", 900)])
+    # A match completed after the erasure from an event before it (a pipeline that still
+    # held the erased state): refused too.
+    publish(redis_url, namespace, [{**trigger(ANN, "a5", 1200), "first_event_time": 100}])
     assert mentions(client, namespace, ANN) == []
     # After consent was granted again, the new profile and trigger are written.
     assert write_profiles(client, redis_url, namespace, snapshot(ANN, 1500, 1600)) == [1]

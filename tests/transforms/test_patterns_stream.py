@@ -188,3 +188,28 @@ def test_consent_revoked_mid_stream_stops_the_users_triggers_from_then_on():
     assert found["erasures"][0]["requested_at"] == T0 + 62 * MIN
     u1 = [p for p in found["profiles"] if p["user_id"] == "u1"]
     assert u1 and max(p["version"] for p in u1) < T0 + 62 * MIN
+
+
+def test_an_erasure_request_that_comes_too_late_to_order_still_erases():
+    stream = (
+        EventStream()
+        .advance_watermark_to(at(0))
+        .add_elements([raw("a", 1), raw("b", 2)])
+        .advance_watermark_to(at(30))
+        # Behind the released timeline: too late to order, never too late to erase.
+        .add_elements([raw("x", 1.5, kind="erasure_requested", product_id=None)])
+        .add_elements([raw("c", 40)])
+        .advance_watermark_to_infinity()
+    )
+    found = run(stream, config())
+    assert found["erasures"] == [
+        {
+            "user_id": "u1",
+            "requested_at": T0 + 2 * MIN,  # as of the time the timeline was released to
+            "event_id": "x",
+            "reason": "erasure_requested",
+        }
+    ]
+    assert found["dead_letters"] == []
+    # The view at 40 states no consent: the erased user is not profiled again.
+    assert max(p["version"] for p in found["profiles"] if p["user_id"] == "u1") == T0 + 2 * MIN

@@ -169,6 +169,15 @@ def test_trending_counts_the_current_window():
     assert newest["items"] == [["hot", 10], ["cold", 1]]
 
 
+def test_trending_skips_events_that_say_no_to_analytics():
+    views = [raw(f"v{i}", i, product_id="hot") for i in range(3)]
+    views += [raw("w", 2.5, user="u2", product_id="cold", consent={"analytics": False})]
+    stream = EventStream().advance_watermark_to(at(0)).add_elements(views)
+    found = run(stream.advance_watermark_to_infinity(), {})
+    newest = max(found["trending"], key=lambda r: r["version"])
+    assert newest["items"] == [["hot", 3]]
+
+
 def test_trending_keeps_earlier_buckets_while_the_watermark_moves_on():
     # The watermark passes the end of the first view's bucket before the second view
     # comes: the first view still belongs to the window of the second.

@@ -23,6 +23,7 @@ def trigger(user: str, first: str, at: int, pattern: str = "cart_abandonment", h
         "matched_event_ids": [first],
         "keys": {"product_id": "p1"},
         "event_time": at,
+        "first_event_time": at,
         "holdout": holdout,
     }
 
