@@ -9,7 +9,8 @@ A condition is a mapping; all of its entries must hold:
 * ``field: value``: the field equals the value (``event_type: product_view``);
 * ``field: {op: operand, ...}``: every operator holds
   (``dwell_ms: {gte: 60s}``, ``category: {in: [shoes, bags]}``);
-* ``all: [condition, ...]``, ``any: [condition, ...]``, ``not: condition``.
+* ``all: [condition, ...]``, ``any: [condition, ...]``, ``none: [condition, ...]``,
+  ``not: condition``.
 
 Operators: ``eq``, ``ne``, ``in``, ``not_in``, ``gt``, ``gte``, ``lt``,
 ``lte``, ``exists`` (true or false), ``prefix`` and ``contains`` (substring;
@@ -57,7 +58,7 @@ def map_of(kind: str) -> str:
 MAP = map_of(STRING)  # e.g. properties.color
 
 OPERATORS = ("eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "exists", "prefix", "contains")
-COMBINATORS = ("all", "any", "not")
+COMBINATORS = ("all", "any", "none", "not")
 _ORDERED = ("gt", "gte", "lt", "lte")
 _MISSING = object()
 
@@ -260,7 +261,7 @@ def compile_condition(spec: Any, fields: Mapping[str, str], path: str = "") -> P
     tests: list[Predicate] = []
     for name, value in spec.items():
         here = _join(path, str(name))
-        if name in ("all", "any"):
+        if name in ("all", "any", "none"):
             if not isinstance(value, list) or not value:
                 raise ConditionError(here, f"{name} takes a non-empty list of conditions")
             parts = tuple(
@@ -268,8 +269,10 @@ def compile_condition(spec: Any, fields: Mapping[str, str], path: str = "") -> P
             )
             if name == "all":
                 tests.append(lambda r, parts=parts: all(p(r) for p in parts))
-            else:
+            elif name == "any":
                 tests.append(lambda r, parts=parts: any(p(r) for p in parts))
+            else:
+                tests.append(lambda r, parts=parts: not any(p(r) for p in parts))
         elif name == "not":
             inner = compile_condition(value, fields, here)
             tests.append(lambda r, inner=inner: not inner(r))

@@ -27,6 +27,7 @@ from models import cep, outcomes
 from models import consent as cons
 from models import governance as gov
 from models import profile as prof
+from models import segments as seg
 
 EVENT = "e"
 SESSION = "s"
@@ -93,6 +94,7 @@ class TimelineParams:
     retention_ms: int = 30 * 86_400_000
     # How long a withdrawn consent is remembered after the user's last event.
     consent_memory_ms: int = 400 * 86_400_000
+    segments: tuple = ()  # compiled rule segments (models.segments), parents first
 
 
 @dataclass
@@ -104,6 +106,7 @@ class Step:
     counts: Counter = field(default_factory=Counter)  # counter name -> increment
     deadline: int | None = None  # the earliest absence deadline still open
     erasures: list = field(default_factory=list)  # erasure records for the sinks
+    segment_changes: list = field(default_factory=list)  # schemas/segment_change.avsc
 
 
 def new_user_state(user: str) -> dict:
@@ -119,6 +122,7 @@ def _forget(state: dict, user: str) -> None:
     state["patterns"] = cep.new_state()
     state["governance"] = gov.new_state()
     state["outcomes"] = outcomes.new_state()
+    state["segments"] = {}  # segment -> joined at
 
 
 def expires_at(params: TimelineParams, state: dict) -> int:
@@ -138,6 +142,7 @@ def upgrade(state: dict) -> dict:
     """A state kept by an older version, with what this one expects (mutated, returned)."""
     state.setdefault("consent", cons.new_state())
     state.setdefault("seen", state["profile"]["now"])
+    state.setdefault("segments", {})
     return state
 
 
@@ -208,6 +213,7 @@ def advance(params: TimelineParams, state: dict, ready: list, now: int) -> Step:
         touched = True
         apply(params.profile, state["profile"], item)
         if not params.patterns or kind != EVENT:
+            _evaluate_segments(params, state, step)
             continue
         detector = state["patterns"]
         event = cep.view(detector, payload, params.session_gap_ms)
@@ -220,6 +226,7 @@ def advance(params: TimelineParams, state: dict, ready: list, now: int) -> Step:
             if group != outcomes.SUPPRESSED:
                 step.counts[f"converted_{group}.{pattern}"] += 1
         _govern(params, state, user, matches[len(earlier) :], step)
+        _evaluate_segments(params, state, step)
     detector = state["patterns"]
     if params.patterns:
         expired = cep.expire(params.patterns, detector, now)
@@ -231,7 +238,23 @@ def advance(params: TimelineParams, state: dict, ready: list, now: int) -> Step:
         step.snapshot = snapshot(
             params.profile, state["profile"], detector if params.patterns else None
         )
+        if params.segments:
+            step.snapshot["segments"] = dict(sorted(state["segments"].items()))
     return step
+
+
+def _evaluate_segments(params: TimelineParams, state: dict, step: Step) -> None:
+    # After every item (event or closed session), never at a release boundary: releases
+    # fall differently in batch and streaming, items do not, so neither do memberships.
+    # An absence that fires between items shows at the user's next item.
+    if not params.segments:
+        return
+    view = snapshot(
+        params.profile, state["profile"], state["patterns"] if params.patterns else None
+    )
+    step.segment_changes += seg.evaluate(
+        params.segments, view, state["segments"], state["profile"]["now"]
+    )
 
 
 def _govern(params: TimelineParams, state: dict, user: str, matches: list, step: Step) -> None:

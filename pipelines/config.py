@@ -33,6 +33,7 @@ from models import privacy
 from models import profile as prof
 from models.durations import parse_duration
 from models.patterns import PatternSpec
+from models.segments import SegmentError, SegmentSpec, compile_segments
 
 
 class ConfigError(ValueError):
@@ -227,14 +228,26 @@ class Config(_Section):
     consent: ConsentConfig = ConsentConfig()
     privacy: PrivacyConfig = PrivacyConfig()
 
-    @field_validator("patterns", mode="before")
+    segments: dict[str, SegmentSpec] = Field(
+        default_factory=dict, description="Rule segments by name (or a YAML file of them)."
+    )
+
+    @field_validator("patterns", "segments", mode="before")
     @classmethod
-    def _pattern_names(cls, value):
+    def _names(cls, value, info):
         if isinstance(value, dict):
             for name in value:
                 if not isinstance(name, str) or not _NAME.match(name):
-                    raise ValueError(f"pattern name {name!r} must match {_NAME.pattern}")
+                    raise ValueError(f"{info.field_name} name {name!r} must match {_NAME.pattern}")
         return value
+
+    @model_validator(mode="after")
+    def _segments_compile(self):
+        try:
+            compile_segments(self.segments)
+        except SegmentError as exc:
+            raise ValueError(str(exc)) from None
+        return self
 
     @model_validator(mode="after")
     def _patterns_fit_retention(self):
@@ -283,31 +296,32 @@ class Config(_Section):
 def _describe(exc: ValidationError, origin: str) -> str:
     lines = [f"invalid config {origin}:"]
     for error in exc.errors():
-        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        where = ".".join(str(part) for part in error["loc"])
         message = error["msg"].removeprefix("Value error, ")
-        lines.append(f"  {where}: {message}")
+        # A check across sections names its own fields at the start of its message.
+        lines.append(f"  {where}: {message}" if where else f"  {message}")
     return "\n".join(lines)
 
 
-def _include_patterns(data: dict, base: Path, origin: str) -> dict:
-    """``patterns: FILE`` reads the patterns from a YAML file next to the config."""
-    where = data.get("patterns")
+def _include(data: dict, section: str, base: Path, origin: str) -> dict:
+    """``SECTION: FILE`` reads that section from a YAML file next to the config."""
+    where = data.get(section)
     if not isinstance(where, str):
         return data
     path = base / where
     try:
-        patterns = yaml.safe_load(path.read_text())
+        loaded = yaml.safe_load(path.read_text())
     except OSError as exc:
         raise ConfigError(
-            f"invalid config {origin}: patterns: cannot read {path}: {exc.strerror}"
+            f"invalid config {origin}: {section}: cannot read {path}: {exc.strerror}"
         ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(
-            f"invalid config {origin}: patterns: {path} is not valid YAML: {exc}"
+            f"invalid config {origin}: {section}: {path} is not valid YAML: {exc}"
         ) from None
-    if not isinstance(patterns, dict):
-        raise ConfigError(f"invalid config {origin}: patterns: {path} must hold a mapping")
-    return {**data, "patterns": patterns.get("patterns", patterns)}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"invalid config {origin}: {section}: {path} must hold a mapping")
+    return {**data, section: loaded.get(section, loaded)}
 
 
 def _resolve_geo_table(data: dict, base: Path) -> dict:
@@ -334,7 +348,8 @@ def parse_config(data: Any, origin: str = "(inline)", base: Path | None = None) 
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"invalid config {origin}: the top level must be a mapping")
-    data = _include_patterns(data, base or Path.cwd(), origin)
+    for section in ("patterns", "segments"):
+        data = _include(data, section, base or Path.cwd(), origin)
     data = _resolve_geo_table(data, base or Path.cwd())
     try:
         return Config.model_validate(data)

@@ -73,6 +73,7 @@ def build(
         config.triggers.attribution_window,
         config.consent.params(),
         config.consent.memory,
+        config.segments,
     )
     dead_letters = (
         decoded.dead_letters,
@@ -83,6 +84,7 @@ def build(
         "trending": trending,
         "triggers": timeline.triggers,
         "erasures": timeline.erasures,
+        "segment_changes": timeline.segment_changes,
         "dead_letters": dead_letters,
     }
 

@@ -38,6 +38,7 @@ from pipelines.options import PersonalizeOptions
 from runners import DEFAULT_HOME, local_runner
 from transforms.erasure import EraseUsers
 from transforms.redis_sink import WriteProfilesToRedis, WriteTrendingToRedis, key
+from transforms.segments import WriteSegmentChanges
 from transforms.sources import LINE, RECORD, ReadEvents, iter_file
 from transforms.triggers import TopicSink, WriteTriggers
 
@@ -203,13 +204,17 @@ def wire(pipeline: beam.Pipeline, request: ReplayRequest, run_id: str = "") -> d
     _ = outputs["erasures"] | "EraseUsers" >> EraseUsers(
         request.redis_url, request.namespace, ttl["erased"]
     )
+    min_sizes = {name: spec.min_size for name, spec in request.config.segments.items()}
     _ = outputs["profiles"] | "WriteProfilesToRedis" >> WriteProfilesToRedis(
-        request.redis_url, request.namespace, ttl
+        request.redis_url, request.namespace, ttl, min_sizes
     )
     _ = outputs["trending"] | "WriteTrendingToRedis" >> WriteTrendingToRedis(
         request.redis_url, request.namespace, ttl
     )
     triggers = request.config.triggers
+    _ = outputs["segment_changes"] | "WriteSegmentChanges" >> WriteSegmentChanges(
+        request.redis_url, request.namespace, ttl["triggers"], triggers.stream_maxlen
+    )
     _ = outputs["triggers"] | "WriteTriggers" >> WriteTriggers(
         request.redis_url,
         request.namespace,

@@ -14,7 +14,7 @@ import pytest
 
 from pipelines.config import load_config
 from runners import replay
-from tests.conftest import DATASETS, ROOT, key_source_of_tests
+from tests.conftest import DATASETS, ROOT, key_source_of_tests, pseudo
 from tests.redis_state import namespace_state
 from tests.test_replay_taobao import taobao  # noqa: F401 (a fixture)
 
@@ -176,3 +176,31 @@ def test_share_of_abandoned_carts_bought_later_matches_plain_python(replays, pla
         f"cart_abandonment: {abandoned} abandoned carts, {bought_later} bought later "
         f"({bought_later / abandoned:.1%})"
     )
+
+
+def test_batch_and_streaming_give_the_segments_plain_python_gives(replays, redis_client):
+    """Memberships of two example segments, against the CSV read with plain Python."""
+    buys, views = collections.Counter(), collections.Counter()
+    with open(TAOBAO, newline="") as handle:
+        seen = set()
+        for line in handle:
+            line = line.rstrip("\r\n")
+            row = next(csv.reader([line]))
+            if row[0] == "user_id" or not 1511539200 <= int(row[4]) < 1512316800:
+                continue
+            if line in seen:
+                continue  # the same row twice is one event after deduplication
+            seen.add(line)
+            buys[row[0]] += row[3] == "buy"
+            views[row[0]] += row[3] == "pv"
+    buyers = {pseudo(u) for u, n in buys.items() if n >= 1}
+    window_shoppers = {pseudo(u) for u, n in views.items() if n >= 20 and buys[u] == 0}
+    assert buyers and window_shoppers
+    for mode in ("batch", "stream"):
+        namespace = replays[mode]["namespace"]
+        found = {}
+        for name in ("buyers", "window_shoppers"):
+            raw = redis_client.zrange(f"mt:{namespace}:segment:{name}", 0, -1)
+            found[name] = {member.decode() for member in raw}
+        assert found == {"buyers": buyers, "window_shoppers": window_shoppers}, mode
+        assert redis_client.xlen(f"mt:{namespace}:topic:segments") > len(buyers)

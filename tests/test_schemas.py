@@ -26,7 +26,8 @@ def samples(name: str) -> list[dict]:
     if name == "profile_snapshot":
         snap = snapshot("u1", 5000)
         snap["patterns"] = {"cart_abandonment": {"matches": 2, "last": 4000}}
-        return [snap, dict(snap, last_session=None, rolling=None, patterns=None)]
+        snap["segments"] = {"engaged": 4000}
+        return [snap, dict(snap, last_session=None, rolling=None, patterns=None, segments=None)]
     if name == "trigger":
         from models import governance
 

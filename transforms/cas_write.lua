@@ -10,8 +10,16 @@
 -- ARGV[4]   number N of hash field/value pairs that follow
 -- ARGV[5 .. 4+2N]  field, value, field, value, ...
 -- then, for each companion key in order:
---   kind ("list" | "zset"), TTL seconds, number M of items, then the items
---   (list: M values, pushed in order; zset: M score/member pairs)
+--   kind ("list" | "zset" | "members"), TTL seconds, number M of items, then the items
+--   (list: M values, pushed in order; zset: M score/member pairs; members: the user,
+--   the prefix of a segment's keys (mt:NS:segment:), then M name/joined-at/min-size
+--   triples, sorted by name)
+--
+-- A "members" companion is the user's segment set (mt:NS:segments:USER). The user is
+-- put in each segment's sorted set (score: joined at) and its ":seen" sorted set
+-- (score: this version), taken out of the segments left, and the segment's ":meta" hash
+-- gets its size and whether it is active (size >= min size). Members whose profile
+-- expired (not seen for the TTL) are pruned from the segments this write touches.
 --
 -- Returns 1 if written, 0 if the stored version is the same or newer (a stale or
 -- retried write changes nothing), 2 if the record holds data from before its user's
@@ -27,6 +35,38 @@ if stored and tonumber(stored) >= tonumber(ARGV[1]) then
   return 0
 end
 local n = tonumber(ARGV[4])
+-- Checks before the first write: segment keys of the wrong type fail the call here.
+local function segment_keys(prefix, name)
+  return {prefix .. name, prefix .. name .. ':seen', prefix .. name .. ':meta'}
+end
+do
+  local at = 5 + 2 * n
+  for k = 3, #KEYS do
+    local kind, m = ARGV[at], tonumber(ARGV[at + 2])
+    at = at + 3
+    if kind == 'members' then
+      local prefix = ARGV[at + 1]
+      local names = redis.call('SMEMBERS', KEYS[k])
+      for i = 0, m - 1 do
+        table.insert(names, ARGV[at + 2 + 3 * i])
+      end
+      for _, name in ipairs(names) do
+        local wanted = {'zset', 'zset', 'hash'}
+        for j, key in ipairs(segment_keys(prefix, name)) do
+          local found = redis.call('TYPE', key)['ok']
+          if found ~= 'none' and found ~= wanted[j] then
+            return redis.error_reply(key .. ' holds a ' .. found .. ', not a ' .. wanted[j])
+          end
+        end
+      end
+      at = at + 2 + 3 * m
+    elseif kind == 'list' then
+      at = at + m
+    else
+      at = at + 2 * m
+    end
+  end
+end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], unpack(ARGV, 5, 4 + 2 * n))
 -- A hash with a long value is a hash table that rehashes incrementally, one bucket
@@ -45,8 +85,53 @@ for k = 3, #KEYS do
   local key_ttl = tonumber(ARGV[at + 1])
   local m = tonumber(ARGV[at + 2])
   at = at + 3
-  redis.call('DEL', KEYS[k])
-  if kind == 'list' then
+  if kind ~= 'members' then
+    redis.call('DEL', KEYS[k])
+  end
+  if kind == 'members' then
+    local user, prefix = ARGV[at], ARGV[at + 1]
+    at = at + 2
+    local now = {}
+    for i = 0, m - 1 do
+      now[ARGV[at + 3 * i]] = true
+    end
+    local touched = {}
+    for _, name in ipairs(redis.call('SMEMBERS', KEYS[k])) do
+      if not now[name] then
+        local keys = segment_keys(prefix, name)
+        redis.call('ZREM', keys[1], user)
+        redis.call('ZREM', keys[2], user)
+        table.insert(touched, {name, nil})
+      end
+    end
+    redis.call('DEL', KEYS[k])
+    for i = 0, m - 1 do
+      local name, joined, min_size = ARGV[at + 3 * i], ARGV[at + 3 * i + 1], ARGV[at + 3 * i + 2]
+      local keys = segment_keys(prefix, name)
+      redis.call('SADD', KEYS[k], name)
+      redis.call('ZADD', keys[1], joined, user)
+      redis.call('ZADD', keys[2], ARGV[1], user)
+      table.insert(touched, {name, min_size})
+    end
+    at = at + 3 * m
+    for _, entry in ipairs(touched) do
+      local keys = segment_keys(prefix, entry[1])
+      if key_ttl > 0 then
+        local stale = redis.call('ZRANGEBYSCORE', keys[2], '-inf',
+                                 '(' .. (tonumber(ARGV[1]) - key_ttl * 1000), 'LIMIT', 0, 100)
+        for _, gone in ipairs(stale) do
+          redis.call('ZREM', keys[1], gone)
+          redis.call('ZREM', keys[2], gone)
+        end
+      end
+      local size = redis.call('ZCARD', keys[1])
+      if entry[2] then
+        redis.call('HSET', keys[3], 'min_size', entry[2])
+      end
+      local min_size = tonumber(redis.call('HGET', keys[3], 'min_size') or '0')
+      redis.call('HSET', keys[3], 'size', size, 'active', size >= min_size and '1' or '0')
+    end
+  elseif kind == 'list' then
     if m > 0 then
       redis.call('RPUSH', KEYS[k], unpack(ARGV, at, at + m - 1))
     end

@@ -24,9 +24,13 @@ for k = 1, 4 do
 end
 local segments = redis.call('SMEMBERS', KEYS[4])
 for _, name in ipairs(segments) do
-  local kind = redis.call('TYPE', ARGV[4] .. name)['ok']
-  if kind ~= 'none' and kind ~= 'zset' then
-    return redis.error_reply(ARGV[4] .. name .. ' holds a ' .. kind .. ', not a zset')
+  local suffixes, wanted = {'', ':seen', ':meta'}, {'zset', 'zset', 'hash'}
+  for j = 1, 3 do
+    local kind = redis.call('TYPE', ARGV[4] .. name .. suffixes[j])['ok']
+    if kind ~= 'none' and kind ~= wanted[j] then
+      return redis.error_reply(ARGV[4] .. name .. suffixes[j] .. ' holds a ' .. kind
+                               .. ', not a ' .. wanted[j])
+    end
   end
 end
 local first = redis.call('HGET', KEYS[1], 'first_seen')
@@ -94,7 +98,14 @@ for _, name in ipairs(segments) do
   local joined = redis.call('ZSCORE', ARGV[4] .. name, ARGV[1])
   if not joined or tonumber(joined) <= at then
     members_removed = members_removed + redis.call('ZREM', ARGV[4] .. name, ARGV[1])
+    redis.call('ZREM', ARGV[4] .. name .. ':seen', ARGV[1])
     redis.call('SREM', KEYS[4], name)
+    if redis.call('EXISTS', ARGV[4] .. name .. ':meta') == 1 then
+      local size = redis.call('ZCARD', ARGV[4] .. name)
+      local min_size = tonumber(redis.call('HGET', ARGV[4] .. name .. ':meta', 'min_size') or '0')
+      redis.call('HSET', ARGV[4] .. name .. ':meta', 'size', size,
+                 'active', size >= min_size and '1' or '0')
+    end
   end
 end
 if #segments > 0 and redis.call('EXISTS', KEYS[4]) == 0 then

@@ -62,8 +62,17 @@ def audit_key(namespace: str) -> str:
     return key(namespace, AUDIT, "erasures")
 
 
-def _stream_entries(client: redis.Redis, stream: str, erased: dict[str, int]) -> list[tuple]:
-    """``(entry id, user, trigger id)`` of erased users' entries matched before the erasure."""
+# Topic streams an erasure cleans: (name, field with the JSON, field with the id, guard kind).
+TOPICS = (
+    ("triggers", b"trigger", b"trigger_id", "trigger"),
+    ("segments", b"change_json", b"change_id", "segment-change"),
+)
+
+
+def _stream_entries(
+    client: redis.Redis, stream: str, body: bytes, id_field: bytes, erased: dict[str, int]
+) -> list[tuple]:
+    """``(entry id, user, message id)`` of erased users' entries from before the erasure."""
     found = []
     start = "-"
     while True:
@@ -76,12 +85,12 @@ def _stream_entries(client: redis.Redis, stream: str, erased: dict[str, int]) ->
             if at is None:
                 continue
             try:
-                trigger = json.loads(fields[b"trigger"])
-                first = trigger.get("first_event_time", trigger["event_time"])
+                message = json.loads(fields[body])
+                first = message.get("first_event_time", message["event_time"])
             except (KeyError, ValueError, TypeError, AttributeError):
                 first = at  # unreadable: it is the user's, so it goes
             if first <= at:
-                found.append((entry_id, user.decode(), fields.get(b"trigger_id")))
+                found.append((entry_id, user.decode(), fields.get(id_field)))
         if len(entries) < SCAN_CHUNK:
             return found
         start = "(" + entries[-1][0].decode()
@@ -116,20 +125,21 @@ def erase_users(
     for erasure in erasures:
         user = erasure["user_id"]
         latest[user] = max(latest.get(user, erasure["requested_at"]), erasure["requested_at"])
-    stream = key(namespace, "topic", "triggers")
     try:
-        gone = _stream_entries(client, stream, latest)
         per_user: dict[str, int] = {}
         guards: dict[str, int] = {}
-        for start in range(0, len(gone), SCAN_CHUNK):
-            chunk = gone[start : start + SCAN_CHUNK]
-            client.xdel(stream, *(entry_id for entry_id, _, _ in chunk))
-            pipe = client.pipeline(transaction=False)
-            for _, user, trigger_id in chunk:
-                per_user[user] = per_user.get(user, 0) + 1
-                pipe.delete(key(namespace, "trigger", (trigger_id or b"").decode()))
-            for (_, user, _), deleted in zip(chunk, pipe.execute()):
-                guards[user] = guards.get(user, 0) + deleted
+        for topic, body, id_field, guard in TOPICS:
+            stream = key(namespace, "topic", topic)
+            gone = _stream_entries(client, stream, body, id_field, latest)
+            for start in range(0, len(gone), SCAN_CHUNK):
+                chunk = gone[start : start + SCAN_CHUNK]
+                client.xdel(stream, *(entry_id for entry_id, _, _ in chunk))
+                pipe = client.pipeline(transaction=False)
+                for _, user, message_id in chunk:
+                    per_user[user] = per_user.get(user, 0) + 1
+                    pipe.delete(key(namespace, guard, (message_id or b"").decode()))
+                for (_, user, _), deleted in zip(chunk, pipe.execute()):
+                    guards[user] = guards.get(user, 0) + deleted
         audits = []
         pipe = client.pipeline(transaction=False)
         for erasure, (keys_deleted, members, log_entries) in zip(erasures, results):

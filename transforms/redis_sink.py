@@ -35,6 +35,7 @@ compare-and-set.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -107,8 +108,15 @@ def tombstone_key(namespace: str, user: str) -> str:
     return key(namespace, "erased", subject(user))
 
 
-def profile_write(namespace: str, snapshot: dict, ttl: dict[str, int]) -> tuple[list, list]:
-    """KEYS and ARGV of the compare-and-set that stores one profile snapshot."""
+def profile_write(
+    namespace: str, snapshot: dict, ttl: dict[str, int], min_sizes: dict | None = None
+) -> tuple[list, list]:
+    """KEYS and ARGV of the compare-and-set that stores one profile snapshot.
+
+    With ``segments`` in the snapshot, the user's memberships change in the same
+    write (``min_sizes``: segment -> the size from which it is active).
+    """
+    min_sizes = min_sizes or {}
     user = snapshot["user_id"]
     pairs = []
     for name in PROFILE_FIELDS:
@@ -127,6 +135,19 @@ def profile_write(namespace: str, snapshot: dict, ttl: dict[str, int]) -> tuple[
     since = "" if oldest is None else oldest
     args = [snapshot["version"], since, ttl.get("profile", 0), len(pairs) // 2, *pairs]
     args += ["list", ttl.get("recent", 0), len(recent), *recent]
+    members = snapshot.get("segments")
+    if members is not None:
+        # The segment memberships change with the profile, in the same versioned write.
+        keys.append(key(namespace, "segments", user))
+        args += [
+            "members",
+            ttl.get("profile", 0),
+            len(members),
+            user,
+            key(namespace, "segment", ""),
+        ]
+        for name, joined in sorted(members.items()):
+            args += [name, joined, min_sizes.get(name, 0)]
     return keys, args
 
 
@@ -291,11 +312,19 @@ _SECRET_PARAM = re.compile(r"([?&](?:password|username|ssl_password)=)[^&]*")
 
 
 class WriteProfilesToRedis(beam.PTransform):
-    """Profile snapshots -> ``mt:NS:profile:USER`` and ``mt:NS:recent:USER``."""
+    """Profile snapshots -> ``mt:NS:profile:USER``, ``mt:NS:recent:USER`` and, with
+    segments, ``mt:NS:segments:USER`` and ``mt:NS:segment:NAME`` (+ ``:seen``, ``:meta``)."""
 
-    def __init__(self, url: str, namespace: str, ttl_seconds: dict[str, int]):
+    def __init__(
+        self,
+        url: str,
+        namespace: str,
+        ttl_seconds: dict[str, int],
+        min_sizes: dict[str, int] | None = None,
+    ):
         super().__init__()
-        self._fn = _CasWriteFn(url, namespace, ttl_seconds, profile_write)
+        write = functools.partial(profile_write, min_sizes=dict(min_sizes or {}))
+        self._fn = _CasWriteFn(url, namespace, ttl_seconds, write)
 
     def expand(self, snapshots):
         return snapshots | "CasWrite" >> beam.ParDo(self._fn)

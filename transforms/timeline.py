@@ -53,8 +53,9 @@ again on the default), and emits an erasure record.
 
 Outputs: ``profiles`` (snapshot dicts, the main output), ``triggers``
 (``schemas/trigger.avsc`` dicts, the held-out ones included), ``erasures``
-(``models.timeline.erasure_record`` dicts, for ``EraseUsers``) and
-``dead_letters``.
+(``models.timeline.erasure_record`` dicts, for ``EraseUsers``),
+``segment_changes`` (``schemas/segment_change.avsc`` dicts: rule segments are
+evaluated on every profile update, ``models.segments``) and ``dead_letters``.
 """
 
 from __future__ import annotations
@@ -72,12 +73,14 @@ from models import dead_letters, timeline
 from models import governance as gov
 from models import profile as prof
 from models.patterns import PatternSpec, compile_pattern
+from models.segments import SegmentSpec, compile_segments
 from transforms import ordering
 
 NAMESPACE = "microtarget"
 DEAD_LETTERS = "dead_letters"
 TRIGGERS = "triggers"
 ERASURES = "erasures"
+SEGMENT_CHANGES = "segment_changes"
 STAGE = "UserTimeline"
 
 
@@ -96,9 +99,11 @@ class _TimelineFn(beam.DoFn):
         specs: dict[str, PatternSpec],
         allowed_lateness_ms: int,
         retention_ms: int,
+        segment_specs: dict[str, SegmentSpec] | None = None,
     ):
         self._params = params
         self._specs = dict(specs)
+        self._segment_specs = dict(segment_specs or {})
         self._lateness = allowed_lateness_ms
         self._retention = retention_ms
         self._counters: dict = {}
@@ -109,7 +114,8 @@ class _TimelineFn(beam.DoFn):
     def setup(self):
         # Compiled here, not pickled with the DoFn: predicates are closures.
         compiled = tuple(compile_pattern(name, spec) for name, spec in self._specs.items())
-        self._params = dataclasses.replace(self._params, patterns=compiled)
+        segments = compile_segments(self._segment_specs)
+        self._params = dataclasses.replace(self._params, patterns=compiled, segments=segments)
 
     def process(
         self,
@@ -201,6 +207,8 @@ class _TimelineFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(ERASURES, erasure)
         if step.snapshot is not None:
             yield step.snapshot
+        for change in step.segment_changes:
+            yield beam.pvalue.TaggedOutput(SEGMENT_CHANGES, change)
         for trigger in step.triggers:
             yield beam.pvalue.TaggedOutput(TRIGGERS, trigger)
 
@@ -279,6 +287,7 @@ class UserTimeline(beam.PTransform):
         attribution_ms: int = 7 * 86_400_000,
         consent: cons.ConsentParams | None = None,
         consent_memory_ms: int = 400 * 86_400_000,
+        segments: dict[str, SegmentSpec] | None = None,
     ):
         super().__init__()
         timeline_params = timeline.TimelineParams(
@@ -290,7 +299,9 @@ class UserTimeline(beam.PTransform):
             retention_ms=retention_ms,
             consent_memory_ms=consent_memory_ms,
         )
-        self._fn = _TimelineFn(timeline_params, patterns or {}, allowed_lateness_ms, retention_ms)
+        self._fn = _TimelineFn(
+            timeline_params, patterns or {}, allowed_lateness_ms, retention_ms, segments
+        )
 
     def expand(self, inputs):
         events, sessions = inputs
@@ -299,5 +310,5 @@ class UserTimeline(beam.PTransform):
             sessions | "SessionsIntoGlobalWindow" >> beam.WindowInto(GlobalWindows()),
         ) | "Merge" >> beam.Flatten()
         return items | "ReleaseInOrder" >> beam.ParDo(self._fn).with_outputs(
-            DEAD_LETTERS, TRIGGERS, ERASURES, main="profiles"
+            DEAD_LETTERS, TRIGGERS, ERASURES, SEGMENT_CHANGES, main="profiles"
         )
