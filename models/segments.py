@@ -69,7 +69,6 @@ def _profile_fields() -> dict[str, str]:
     # Not the user's segments themselves: a segment inside another says ``parent``.
     fields = [f for f in schema_json("profile_snapshot")["fields"] if f["name"] != "segments"]
     _flatten(fields, "", out)
-    out["scores"] = cond.map_of(cond.NUMBER)  # model scores, when models run
     return out
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from models import cep, outcomes
 from models import consent as cons
+from models import features as feat
 from models import governance as gov
 from models import profile as prof
 from models import segments as seg
@@ -95,6 +96,8 @@ class TimelineParams:
     # How long a withdrawn consent is remembered after the user's last event.
     consent_memory_ms: int = 400 * 86_400_000
     segments: tuple = ()  # compiled rule segments (models.segments), parents first
+    models: frozenset = frozenset()  # online models fed from here (PURCHASE_INTENT, ...)
+    churn_horizon_ms: int = 7 * 86_400_000  # no new session this long after one: churned
 
 
 @dataclass
@@ -107,6 +110,7 @@ class Step:
     deadline: int | None = None  # the earliest absence deadline still open
     erasures: list = field(default_factory=list)  # erasure records for the sinks
     segment_changes: list = field(default_factory=list)  # schemas/segment_change.avsc
+    model_inputs: list = field(default_factory=list)  # examples and requests (models.learning)
 
 
 def new_user_state(user: str) -> dict:
@@ -123,6 +127,7 @@ def _forget(state: dict, user: str) -> None:
     state["governance"] = gov.new_state()
     state["outcomes"] = outcomes.new_state()
     state["segments"] = {}  # segment -> joined at
+    state["model"] = {"tail": None, "sessions": {}}  # sessions followed for the models
 
 
 def expires_at(params: TimelineParams, state: dict) -> int:
@@ -143,6 +148,7 @@ def upgrade(state: dict) -> dict:
     state.setdefault("consent", cons.new_state())
     state.setdefault("seen", state["profile"]["now"])
     state.setdefault("segments", {})
+    state.setdefault("model", {"tail": None, "sessions": {}})
     return state
 
 
@@ -211,6 +217,8 @@ def advance(params: TimelineParams, state: dict, ready: list, now: int) -> Step:
             step.counts["sessions_consent_blocked"] += 1
             continue
         touched = True
+        if params.models:
+            _follow(params, state, item, step)
         apply(params.profile, state["profile"], item)
         if not params.patterns or kind != EVENT:
             _evaluate_segments(params, state, step)
@@ -240,6 +248,84 @@ def advance(params: TimelineParams, state: dict, ready: list, now: int) -> Step:
         )
         if params.segments:
             step.snapshot["segments"] = dict(sorted(state["segments"].items()))
+        if params.models:
+            _requests(params, state, step)
+    return step
+
+
+PURCHASE_INTENT = "purchase_intent"
+CHURN_RISK = "churn_risk"
+CLUSTERS = "clusters"
+MODELS = (PURCHASE_INTENT, CHURN_RISK, CLUSTERS)
+
+
+def _input(step: Step, model: str, kind: str, user: str, at: int, x: dict, y=None, ident=""):
+    step.model_inputs.append(
+        {"model": model, "kind": kind, "user_id": user, "at": at, "x": x, "y": y, "id": ident}
+    )
+
+
+def _follow(params: TimelineParams, state: dict, item: tuple, step: Step) -> None:
+    """Feed the models' sessions with one item, before it is applied to the profile."""
+    ts, _, kind, payload = item
+    followed = state["model"]
+    user = state["profile"]["user_id"]
+    if kind == EVENT:
+        tail = followed["tail"]
+        if tail is None or ts - tail >= params.session_gap_ms:
+            fresh = state["profile"]["now"] is None
+            before = {} if fresh else prof.snapshot(params.profile, state["profile"])
+            if tail is not None and CHURN_RISK in params.models:
+                churned = ts - tail > params.churn_horizon_ms
+                x = feat.user_features(before)
+                _input(step, CHURN_RISK, "example", user, ts, x, churned, f"{user}:{tail}")
+            followed["sessions"][ts] = followed["latest"] = feat.new_session(payload, before)
+        followed["tail"] = ts if tail is None else max(tail, ts)
+        current = followed["sessions"][max(followed["sessions"])]
+        feat.add(current, payload)
+        return
+    # A closed session: what it was before any purchase, and whether it ended in one.
+    start = payload["start"]
+    for begun in [b for b in followed["sessions"] if b <= start]:
+        session = followed["sessions"].pop(begun)
+        if begun != start:
+            continue  # cut differently (events kept out by consent): not learned
+        bought = session["purchased"] or bool(payload.get("purchases"))
+        if PURCHASE_INTENT in params.models:
+            x = feat.session_features(session)
+            _input(step, PURCHASE_INTENT, "example", user, ts, x, bought, f"{user}:{start}")
+    if CLUSTERS in params.models:
+        x = feat.user_features(prof.snapshot(params.profile, state["profile"]))
+        _input(step, CLUSTERS, "example", user, ts, x, None, f"{user}:{start}")
+
+
+def _requests(params: TimelineParams, state: dict, step: Step) -> None:
+    """The user's current scores are wanted: one request per model, as of the profile's clock."""
+    user = state["profile"]["user_id"]
+    at = state["profile"]["now"]
+    if at is None:
+        return
+    # The latest session, open or closed: the same at the end of any run, however its
+    # releases fell (a closed session stays the user's latest until another begins).
+    latest = state["model"].get("latest")
+    if PURCHASE_INTENT in params.models and latest is not None:
+        x = feat.session_features(latest)
+        _input(step, PURCHASE_INTENT, "request", user, at, x, ident=f"{user}:{at}")
+    x = feat.user_features(step.snapshot)
+    for model in (CHURN_RISK, CLUSTERS):
+        if model in params.models:
+            _input(step, model, "request", user, at, x, ident=f"{user}:{at}")
+
+
+def retire(params: TimelineParams, state: dict, at: int) -> Step:
+    """What the models learn when a user's state is dropped: the last session churned."""
+    step = Step()
+    tail = state["model"]["tail"]
+    if CHURN_RISK in params.models and tail is not None:
+        user = state["profile"]["user_id"]
+        x = feat.user_features(prof.snapshot(params.profile, state["profile"]))
+        churned = at - tail > params.churn_horizon_ms
+        _input(step, CHURN_RISK, "example", user, at, x, churned, f"{user}:{tail}")
     return step
 
 

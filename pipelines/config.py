@@ -212,6 +212,36 @@ class TriggersConfig(_Section):
         )
 
 
+class ModelsConfig(_Section):
+    """The online models (``models.learning``) and what they learn from."""
+
+    enabled: list[Literal["purchase_intent", "churn_risk", "clusters"]] = Field(
+        default_factory=list, description="Models to run; none by default."
+    )
+    churn_horizon: Duration = Field(
+        default=7 * 86_400_000, gt=0, description="No new session this long after one: churned."
+    )
+    clusters: int = Field(default=4, ge=2, le=50, description="Clusters of the clusters model.")
+    learning_rate: float = Field(default=0.05, gt=0, le=1)
+    l2: float = Field(default=0.0001, ge=0)
+    drift_delta: float = Field(default=0.002, gt=0, lt=1, description="ADWIN's delta.")
+
+    def specs(self) -> dict:
+        from models.learning import ModelSpec
+
+        return {
+            name: ModelSpec(
+                name=name,
+                kind="clusterer" if name == "clusters" else "classifier",
+                learning_rate=self.learning_rate,
+                l2=self.l2,
+                clusters=self.clusters,
+                drift_delta=self.drift_delta,
+            )
+            for name in self.enabled
+        }
+
+
 class Config(_Section):
     """The whole configuration."""
 
@@ -227,6 +257,7 @@ class Config(_Section):
     triggers: TriggersConfig = TriggersConfig()
     consent: ConsentConfig = ConsentConfig()
     privacy: PrivacyConfig = PrivacyConfig()
+    models: ModelsConfig = ModelsConfig()
 
     segments: dict[str, SegmentSpec] = Field(
         default_factory=dict, description="Rule segments by name (or a YAML file of them)."

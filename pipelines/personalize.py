@@ -17,6 +17,7 @@ from models.events import user_key
 from pipelines.config import Config
 from pipelines.keys import KeySource
 from transforms.dedupe import DeduplicateEvents
+from transforms.learners import LearnOnline
 from transforms.privacy import ApplyConsent
 from transforms.sessions import SummarizeSessions
 from transforms.sources import DecodeEvents
@@ -33,7 +34,7 @@ def _key_by_user(event: dict):
 
 
 def build(
-    raw_records: beam.PCollection, config: Config, key_source: KeySource
+    raw_records: beam.PCollection, config: Config, key_source: KeySource, streaming: bool = False
 ) -> dict[str, beam.PCollection]:
     """Wire the personalization graph.
 
@@ -74,7 +75,12 @@ def build(
         config.consent.params(),
         config.consent.memory,
         config.segments,
+        frozenset(config.models.enabled),
+        config.models.churn_horizon,
+        streaming,
     )
+    specs = config.models.specs()
+    learned = timeline.model_inputs | "LearnOnline" >> LearnOnline(specs, lateness, streaming)
     dead_letters = (
         decoded.dead_letters,
         timeline.dead_letters,
@@ -85,6 +91,9 @@ def build(
         "triggers": timeline.triggers,
         "erasures": timeline.erasures,
         "segment_changes": timeline.segment_changes,
+        "scores": learned.scores,
+        "model_summaries": learned.summaries,
+        "model_drifts": learned.drifts,
         "dead_letters": dead_letters,
     }
 

@@ -37,6 +37,7 @@ from pipelines.keys import KeySource, PseudonymKeyError, resolve
 from pipelines.options import PersonalizeOptions
 from runners import DEFAULT_HOME, local_runner
 from transforms.erasure import EraseUsers
+from transforms.models_sink import WriteModelOutputs
 from transforms.redis_sink import WriteProfilesToRedis, WriteTrendingToRedis, key
 from transforms.segments import WriteSegmentChanges
 from transforms.sources import LINE, RECORD, ReadEvents, iter_file
@@ -199,8 +200,12 @@ def wire(pipeline: beam.Pipeline, request: ReplayRequest, run_id: str = "") -> d
         raw = pipeline | "ReplayAsStream" >> stream
     else:
         raw = pipeline | "ReadEvents" >> ReadEvents(request.inputs, progress=request.progress)
-    outputs = personalize.build(raw, request.config, request.key_source)
+    outputs = personalize.build(raw, request.config, request.key_source, request.streaming)
     ttl = request.config.redis.ttl_seconds()
+    model_outputs = (outputs["scores"], outputs["model_summaries"], outputs["model_drifts"])
+    _ = model_outputs | "WriteModelOutputs" >> WriteModelOutputs(
+        request.redis_url, request.namespace, ttl
+    )
     _ = outputs["erasures"] | "EraseUsers" >> EraseUsers(
         request.redis_url, request.namespace, ttl["erased"]
     )

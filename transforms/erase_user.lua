@@ -5,6 +5,7 @@
 -- KEYS[3]  the trigger log           mt:NS:triggers:USER
 -- KEYS[4]  the segment set           mt:NS:segments:USER (names of the user's segments)
 -- KEYS[5]  the tombstone             mt:NS:erased:SUBJECT
+-- KEYS[6]  the model scores          mt:NS:scores:USER (MODEL, MODEL:version, MODEL:at)
 -- ARGV[1]  the user (member of each segment's sorted set)
 -- ARGV[2]  erased-at (ms): data from then or before goes; anything newer (the user
 --          granted consent again since) stays
@@ -15,8 +16,8 @@
 -- Returns {keys deleted, segment memberships removed, trigger log entries removed}.
 -- Checks come before writes: a key of the wrong type fails the call and changes nothing.
 local at = tonumber(ARGV[2])
-local expected = {'hash', 'list', 'list', 'set'}
-for k = 1, 4 do
+local expected = {'hash', 'list', 'list', 'set', 'string', 'hash'}
+for k = 1, 6 do
   local kind = redis.call('TYPE', KEYS[k])['ok']
   if kind ~= 'none' and kind ~= expected[k] then
     return redis.error_reply(KEYS[k] .. ' holds a ' .. kind .. ', not a ' .. expected[k])
@@ -52,6 +53,27 @@ local keys_deleted = 0
 -- The profile (and its recent items) unless it was started after the erasure.
 if not first or tonumber(first) <= at then
   keys_deleted = keys_deleted + redis.call('DEL', KEYS[1], KEYS[2])
+end
+
+-- Model scores as of the erasure or before.
+local scores = redis.call('HGETALL', KEYS[6])
+if #scores > 0 then
+  local kept = 0
+  for i = 1, #scores, 2 do
+    local field = scores[i]
+    if string.sub(field, -3) == ':at' then
+      local model = string.sub(field, 1, -4)
+      if tonumber(scores[i + 1]) <= at then
+        redis.call('HDEL', KEYS[6], model, model .. ':version', model .. ':at')
+      else
+        kept = kept + 1
+      end
+    end
+  end
+  if kept == 0 then
+    redis.call('DEL', KEYS[6])
+    keys_deleted = keys_deleted + 1
+  end
 end
 
 -- Trigger log entries whose first matched event is at or before the erasure, and their

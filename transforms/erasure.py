@@ -116,6 +116,7 @@ def erase_users(
             key(namespace, "triggers", user),
             key(namespace, "segments", user),
             tombstone_key(namespace, user),
+            key(namespace, "scores", user),
         ]
         args = [user, erasure["requested_at"], tombstone_ttl_s, key(namespace, "segment", "")]
         args.append(key(namespace, "trigger", ""))

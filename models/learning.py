@@ -1,0 +1,239 @@
+"""Online models with river, validated progressively, as plain Python.
+
+Each model is fed one stream of items in a fixed order (``order``: event
+time, then user, examples before scoring requests at the same time), so the
+same events give the same model and the same scores wherever they run:
+
+* an **example** ``(x, y)`` is first predicted (progressive validation: the
+  prediction is made before the label is learned), the prediction goes into
+  the running metrics, then the model learns it;
+* a **request** ``x`` is only predicted: its score is the user's current score.
+
+``OnlineClassifier`` is a river pipeline (``StandardScaler`` then
+``LogisticRegression``: scaling inside the pipeline, so it learns online
+too). Its metrics are river's ``ROCAUC`` and ``LogLoss``, next to two
+baselines measured on the same examples the same way: ``majority`` (the
+running share of positives, so its ROC AUC is 0.5) and ``views`` (the
+session's product views so far, as a score). ``ADWIN`` watches the model's
+log loss; when it detects a rise the model starts again as a new version
+(``drift`` events say when), and the metrics of the new version start from
+nothing while the run's metrics go on.
+
+``OnlineClusterer`` is river's ``KMeans`` in a pipeline after a
+``StandardScaler``, with river's ``Silhouette`` as its running metric.
+
+The models are the library's; what is here is the ordering, the bookkeeping
+and a JSON summary for consumers (never a pickle).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from river import cluster, compose, drift, linear_model, metrics, optim, preprocessing
+
+from models.features import views_so_far
+
+EXAMPLE = "example"
+REQUEST = "request"
+_KIND_ORDER = {EXAMPLE: 0, REQUEST: 1}
+
+
+def order(item: dict) -> tuple:
+    """The order in which a model sees its items: time, user, examples first, then id."""
+    return item["at"], item["user_id"], _KIND_ORDER[item["kind"]], item.get("id", "")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a model is: its name, kind (``classifier`` or ``clusterer``), settings."""
+
+    name: str
+    kind: str = "classifier"
+    learning_rate: float = 0.05
+    l2: float = 0.0001
+    clusters: int = 4
+    drift_delta: float = 0.002
+
+
+def _clip(p: float) -> float:
+    return min(max(p, 1e-6), 1 - 1e-6)
+
+
+def log_loss(y: bool, p: float) -> float:
+    """The log loss of one prediction."""
+    p = _clip(p)
+    return -math.log(p if y else 1 - p)
+
+
+class _Metrics:
+    """ROC AUC and log loss of one scorer, progressive."""
+
+    def __init__(self):
+        self.auc = metrics.ROCAUC()
+        self.loss = metrics.LogLoss()
+        self.n = 0
+
+    def update(self, y: bool, p: float, rank: float | None = None) -> None:
+        """Score one prediction ``p``; ``rank`` (default ``p``) is what ROC AUC orders by."""
+        rank = p if rank is None else rank
+        self.auc.update(y, {True: rank, False: 1 - rank})
+        self.loss.update(y, {True: _clip(p), False: 1 - _clip(p)})
+        self.n += 1
+
+    def report(self) -> dict:
+        return {
+            "roc_auc": round(float(self.auc.get()), 6) if self.n else None,
+            "log_loss": round(float(self.loss.get()), 6) if self.n else None,
+            "samples": self.n,
+        }
+
+
+class OnlineClassifier:
+    """A probability of a binary outcome, learned online, with progressive metrics."""
+
+    def __init__(self, spec: ModelSpec):
+        self.spec = spec
+        self.version = 1
+        self.model = self._new_model()
+        self.metrics = _Metrics()
+        self.version_metrics = _Metrics()
+        self.baselines = {"majority": _Metrics(), "views": _Metrics()}
+        self._positives = 0
+        self._views_max = 1.0
+        self.detector = drift.ADWIN(delta=spec.drift_delta)
+        self.drifts: list[int] = []
+
+    def _new_model(self):
+        optimizer = optim.SGD(self.spec.learning_rate)
+        return compose.Pipeline(
+            preprocessing.StandardScaler(),
+            linear_model.LogisticRegression(optimizer=optimizer, l2=self.spec.l2),
+        )
+
+    def predict(self, x: dict) -> float:
+        """P(outcome) for ``x``; 0.5 before any learning; never changes the model."""
+        return float(self.model.predict_proba_one(dict(x)).get(True, 0.5))
+
+    def learn(self, x: dict, y: bool, at: int) -> dict:
+        """Predict ``x``, score the prediction, then learn ``(x, y)``; what was predicted."""
+        y = bool(y)
+        p = self.predict(x)
+        self.metrics.update(y, p)
+        self.version_metrics.update(y, p)
+        n = self.metrics.n - 1  # examples seen before this one
+        # The majority class: one answer for everyone (ROC AUC 0.5), its probability the
+        # running base rate (smoothed) for the log loss.
+        majority = (self._positives + 1) / (n + 2)
+        self.baselines["majority"].update(y, majority, rank=0.5)
+        views = views_so_far(x)
+        self._views_max = max(self._views_max, views)
+        self.baselines["views"].update(y, views / (self._views_max + 1))
+        self._positives += y
+        self.model.learn_one(dict(x), y)
+        before = self.detector.estimation
+        self.detector.update(log_loss(y, p))
+        # A change in the loss is drift only if the loss went up: a model that learns
+        # lowers its loss, and that must not start it again.
+        drifted = self.detector.drift_detected and self.detector.estimation > before
+        if drifted:
+            self.version += 1
+            self.model = self._new_model()
+            self.version_metrics = _Metrics()
+            self.drifts.append(at)
+        return {"p": p, "drift": drifted}
+
+    def summary(self) -> dict:
+        """What consumers read (JSON): version, samples, metrics, baselines, weights."""
+        weights = {}
+        lr = self.model["LogisticRegression"]
+        for name, weight in sorted(lr.weights.items()):
+            weights[name] = round(float(weight), 6)
+        return {
+            "model": self.spec.name,
+            "kind": "classifier",
+            "version": self.version,
+            "samples": self.metrics.n,
+            "positives": self._positives,
+            "metrics": self.metrics.report(),
+            "version_metrics": self.version_metrics.report(),
+            "baselines": {name: m.report() for name, m in self.baselines.items()},
+            "drifts": list(self.drifts),
+            "weights": weights,
+            "intercept": round(float(lr.intercept), 6),
+        }
+
+
+class OnlineClusterer:
+    """Users' feature vectors grouped online (river's KMeans after a scaler)."""
+
+    def __init__(self, spec: ModelSpec):
+        self.spec = spec
+        self.version = 1
+        self.scaler = preprocessing.StandardScaler()
+        self.model = cluster.KMeans(n_clusters=spec.clusters, halflife=0.5, sigma=1.0, seed=7)
+        self.silhouette = metrics.Silhouette()
+        self.sizes: dict[int, int] = {}
+        self.n = 0
+
+    def predict(self, x: dict) -> float:
+        """The cluster of ``x`` (as a number, like a classifier's score)."""
+        return float(self.model.predict_one(self.scaler.transform_one(dict(x))))
+
+    def learn(self, x: dict, y, at: int) -> dict:
+        """Assign ``x`` (scored by the silhouette before learning), then learn it."""
+        self.scaler.learn_one(dict(x))
+        scaled = self.scaler.transform_one(dict(x))
+        k = self.model.predict_one(scaled)
+        if self.n:
+            self.silhouette.update(scaled, k, self.model.centers)
+        self.model.learn_one(scaled)
+        self.sizes[k] = self.sizes.get(k, 0) + 1
+        self.n += 1
+        return {"p": float(k), "drift": False}
+
+    def summary(self) -> dict:
+        centres = {
+            str(k): {name: round(float(v), 6) for name, v in sorted(centre.items())}
+            for k, centre in sorted(self.model.centers.items())
+        }
+        return {
+            "model": self.spec.name,
+            "kind": "clusterer",
+            "version": self.version,
+            "samples": self.n,
+            "metrics": {
+                "silhouette": round(float(self.silhouette.get()), 6) if self.n > 1 else None
+            },
+            "sizes": {str(k): n for k, n in sorted(self.sizes.items())},
+            "centres": centres,
+        }
+
+
+def new_model(spec: ModelSpec):
+    """A fresh model of the spec's kind."""
+    return OnlineClassifier(spec) if spec.kind == "classifier" else OnlineClusterer(spec)
+
+
+def feed(model, items: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Feed items (sorted here by ``order``); the scores of requests and the drift events."""
+    scores, drifts = [], []
+    for item in sorted(items, key=order):
+        if item["kind"] == EXAMPLE:
+            done = model.learn(item["x"], item["y"], item["at"])
+            if done["drift"]:
+                drifts.append(
+                    {"model": model.spec.name, "version": model.version, "at": item["at"]}
+                )
+        else:
+            scores.append(
+                {
+                    "user_id": item["user_id"],
+                    "model": model.spec.name,
+                    "version": model.version,
+                    "score": round(model.predict(item["x"]), 6),
+                    "at": item["at"],
+                }
+            )
+    return scores, drifts

@@ -1,0 +1,128 @@
+"""The online models: one contract for every model, progressive validation, drift, order."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import random
+
+import pytest
+
+from models import learning
+from models.features import add, new_session, session_features, user_features
+
+SPECS = [
+    learning.ModelSpec("purchase_intent"),
+    learning.ModelSpec("churn_risk"),
+    learning.ModelSpec("clusters", kind="clusterer", clusters=3),
+]
+
+
+def examples(n: int, seed: int = 1, flip_after: int | None = None) -> list[dict]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        views = rng.randint(0, 20)
+        y = rng.random() < views / 25
+        if flip_after is not None and i >= flip_after:
+            y = not y
+        x = {"s_views": float(views), "noise": rng.random(), "u_events": float(rng.randint(0, 9))}
+        out.append(
+            {"kind": "example", "at": i, "user_id": f"u{i % 7}", "x": x, "y": y, "id": str(i)}
+        )
+    return out
+
+
+@pytest.fixture(params=SPECS, ids=lambda spec: spec.name)
+def spec(request):
+    return request.param
+
+
+def test_predicting_before_any_learning_works(spec):
+    model = learning.new_model(spec)
+    p = model.predict({"s_views": 3.0})
+    assert isinstance(p, float)
+    assert json.loads(json.dumps(model.summary()))["samples"] == 0
+
+
+def test_predict_does_not_change_its_input_or_the_model(spec):
+    model = learning.new_model(spec)
+    learning.feed(model, examples(50))
+    x = {"s_views": 4.0, "noise": 0.5}
+    before = (dict(x), pickle.dumps(model))
+    model.predict(x)
+    assert (x, pickle.dumps(model)) == before
+
+
+def test_a_model_pickles_before_and_after_learning(spec):
+    model = learning.new_model(spec)
+    assert pickle.loads(pickle.dumps(model)).summary() == model.summary()
+    learning.feed(model, examples(200))
+    copy = pickle.loads(pickle.dumps(model))
+    x = {"s_views": 7.0, "noise": 0.1, "u_events": 2.0}
+    assert copy.predict(x) == model.predict(x)
+    assert copy.summary() == model.summary()
+
+
+def test_unseen_and_missing_features_are_tolerated(spec):
+    model = learning.new_model(spec)
+    learning.feed(model, examples(100))
+    for x in ({}, {"s_views": 2.0}, {"never_seen": 5.0, "s_views": 1.0}):
+        assert isinstance(model.predict(x), float)
+    model.learn({"brand_new": 1.0}, True, 1000)  # learning one with new features works too
+
+
+def test_summaries_are_json_with_metrics_and_never_pickles(spec):
+    model = learning.new_model(spec)
+    learning.feed(model, examples(300))
+    summary = json.loads(json.dumps(model.summary()))
+    assert summary["model"] == spec.name and summary["samples"] == 300
+    if spec.kind == "classifier":
+        assert 0.5 < summary["metrics"]["roc_auc"] <= 1.0
+        assert summary["baselines"]["majority"]["roc_auc"] == 0.5
+        assert set(summary["weights"]) == {"s_views", "noise", "u_events"}
+    else:
+        assert -1 <= summary["metrics"]["silhouette"] <= 1
+        assert sum(summary["sizes"].values()) == 300 and len(summary["centres"]) == 3
+
+
+def test_each_prediction_is_made_before_its_label_is_learned():
+    model = learning.new_model(SPECS[0])
+    first = examples(1)[0]
+    assert model.learn(first["x"], first["y"], 0)["p"] == 0.5  # nothing learned yet
+    again = model.learn(first["x"], first["y"], 1)["p"]
+    assert again != 0.5
+
+
+def test_the_order_of_arrival_does_not_change_a_score():
+    items = examples(400)
+    items += [{"kind": "request", "at": 399, "user_id": "u1", "x": {"s_views": 9.0}, "id": "r"}]
+    one, _ = learning.feed(learning.new_model(SPECS[0]), items)
+    shuffled = list(items)
+    random.Random(3).shuffle(shuffled)
+    two, _ = learning.feed(learning.new_model(SPECS[0]), shuffled)
+    assert one == two and len(one) == 1
+
+
+def test_a_rise_in_the_loss_starts_a_new_version():
+    # A slow learner, so that the loss stays up once the labels flip.
+    model = learning.new_model(learning.ModelSpec("purchase_intent", learning_rate=0.002))
+    _, drifts = learning.feed(model, examples(3000, flip_after=1500))
+    assert drifts and drifts[0]["version"] == 2 and drifts[0]["at"] > 1500
+    assert model.summary()["version_metrics"]["samples"] < model.summary()["samples"]
+    steady = learning.new_model(SPECS[0])
+    assert learning.feed(steady, examples(3000))[1] == []
+
+
+def test_session_features_stop_at_the_first_purchase():
+    first = {"event_id": "a", "event_type": "product_view", "timestamp": 0, "product_id": "p1"}
+    session = new_session(first, {})
+    add(session, first)
+    add(session, {**first, "event_id": "b", "timestamp": 60_000})
+    add(session, {**first, "event_id": "c", "event_type": "purchase", "timestamp": 120_000})
+    add(session, {**first, "event_id": "d", "timestamp": 600_000, "product_id": "p2"})
+    x = session_features(session)
+    assert session["purchased"]
+    assert (x["s_views"], x["s_repeat_views"], x["s_distinct_products"]) == (2.0, 1.0, 1.0)
+    assert x["s_duration_min"] == 1.0  # nothing from the purchase on
+    assert user_features({})["u_sessions"] == 0.0

@@ -1,0 +1,112 @@
+"""Model outputs to Redis: users' scores, model summaries, drift events.
+
+Written by hand (Beam has no Redis sink for Python).
+
+``mt:NS:scores:USER`` (hash)
+    per model: ``MODEL`` (the score: a probability, or a cluster number),
+    ``MODEL:version`` and ``MODEL:at`` (the event time it is as of). The
+    score as of the latest time wins (``write_score.lua``), so a replay or a
+    retried bundle changes nothing; a score of a user erased since is refused.
+``mt:NS:model:NAME`` (hash)
+    ``version`` (examples learned: only grows), ``model_version``, the
+    progressive metrics (``roc_auc``, ``log_loss`` or ``silhouette``) and
+    ``summary``: the model's JSON summary (weights or cluster centres, sizes,
+    metrics, baselines). Never a pickle.
+``mt:NS:topic:models`` (stream)
+    ``model_drift`` events: ``model``, ``version``, ``at``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import apache_beam as beam
+
+from transforms.redis_sink import (
+    BatchedRedisFn,
+    _CasWriteFn,
+    canonical_json,
+    key,
+    run_batch,
+    tombstone_key,
+)
+
+NAMESPACE = "microtarget"
+SCORE_SCRIPT = (Path(__file__).parent / "write_score.lua").read_text()
+
+
+class _ScoreFn(BatchedRedisFn):
+    def __init__(self, url: str, namespace: str, ttl_seconds: int):
+        super().__init__(url, SCORE_SCRIPT)
+        self._namespace = namespace
+        self._ttl = ttl_seconds
+        self._written = beam.metrics.Metrics.counter(NAMESPACE, "scores_written")
+
+    def write(self, batch):
+        newest: dict = {}
+        for score in batch:  # the newest per user and model in this bundle
+            slot = (score["user_id"], score["model"])
+            if slot not in newest or newest[slot]["at"] <= score["at"]:
+                newest[slot] = score
+        calls = []
+        for score in newest.values():
+            user = score["user_id"]
+            keys = [key(self._namespace, "scores", user), tombstone_key(self._namespace, user)]
+            args = [score["model"], repr(score["score"]), score["version"], score["at"], self._ttl]
+            calls.append((keys, args))
+        results = run_batch(self._client, self._script, calls, self._url)
+        self._written.inc(sum(1 for result in results if result == 1))
+
+
+def model_write(namespace: str, summary: dict, ttl: dict[str, int]) -> tuple[list, list]:
+    """KEYS and ARGV of the compare-and-set that stores one model summary."""
+    metrics = summary.get("metrics") or {}
+    pairs = ["model_version", summary["version"], "samples", summary["samples"]]
+    for name, value in sorted(metrics.items()):
+        if value is not None and name != "samples":
+            pairs += [name, repr(value)]
+    pairs += ["summary", canonical_json(summary)]
+    name = key(namespace, "model", summary["model"])
+    return [name, name], [summary["samples"], "", 0, len(pairs) // 2, *pairs]
+
+
+class _DriftFn(beam.DoFn):
+    def __init__(self, url: str, namespace: str):
+        self._url = url
+        self._namespace = namespace
+        self._client = None
+
+    def setup(self):
+        from transforms.redis_sink import connect
+
+        self._client = connect(self._url)
+
+    def process(self, event):
+        guard = key(self._namespace, "model-drift", f"{event['model']}:{event['version']}")
+        if self._client.set(guard, event["at"], nx=True):
+            fields = {"model": event["model"], "version": event["version"], "at": event["at"]}
+            self._client.xadd(key(self._namespace, "topic", "models"), fields)
+
+    def teardown(self):
+        if self._client is not None:
+            self._client.close()
+
+
+class WriteModelOutputs(beam.PTransform):
+    """(scores, summaries, drifts) -> the keys above."""
+
+    def __init__(self, url: str, namespace: str, ttl_seconds: dict[str, int]):
+        super().__init__()
+        self._url = url
+        self._namespace = namespace
+        self._ttl = dict(ttl_seconds)
+
+    def expand(self, outputs):
+        scores, summaries, drifts = outputs
+        _ = scores | "WriteScores" >> beam.ParDo(
+            _ScoreFn(self._url, self._namespace, self._ttl.get("profile", 0))
+        )
+        _ = summaries | "WriteSummaries" >> beam.ParDo(
+            _CasWriteFn(self._url, self._namespace, self._ttl, model_write)
+        )
+        return drifts | "PublishDrifts" >> beam.ParDo(_DriftFn(self._url, self._namespace))
