@@ -178,13 +178,42 @@ class OnlineClusterer:
         self.n = 0
 
     def predict(self, x: dict) -> float:
-        """The cluster of ``x`` (as a number, like a classifier's score)."""
-        return float(self.model.predict_one(self.scaler.transform_one(dict(x))))
+        """The cluster of ``x`` (as a number, like a classifier's score).
+
+        The nearest centre is found here, reading the centres without touching
+        them: river's ``predict_one`` draws a random start for a feature a centre
+        has not seen, which would make a score depend on how many were asked.
+        """
+        scaled = self._scale(x)
+        centres = self.model.centers
+        if not centres:
+            return 0.0
+
+        def distance(k):
+            centre = centres[k]
+            names = sorted(set(centre) | set(scaled))
+            return sum((scaled.get(n, 0.0) - centre.get(n, 0.0)) ** 2 for n in names)
+
+        return float(min(sorted(centres), key=distance))
+
+    def _scale(self, x: dict) -> dict:
+        means, variances = self.scaler.means, self.scaler.vars
+        out = {}
+        for name, value in x.items():
+            var = variances.get(name, 0.0)
+            out[name] = (value - means.get(name, 0.0)) / var**0.5 if var > 0 else 0.0
+        return out
 
     def learn(self, x: dict, y, at: int) -> dict:
         """Assign ``x`` (scored by the silhouette before learning), then learn it."""
         self.scaler.learn_one(dict(x))
         scaled = self.scaler.transform_one(dict(x))
+        # A centre draws a random start for a feature it has not seen; draw them here, in
+        # a fixed order, not in the order of a set of names (which changes from process
+        # to process with Python's string hashing).
+        for centre in (self.model.centers[k] for k in sorted(self.model.centers)):
+            for name in sorted(scaled):
+                centre[name]  # noqa: B018 (the defaultdict draws on access)
         k = self.model.predict_one(scaled)
         if self.n:
             self.silhouette.update(scaled, k, self.model.centers)

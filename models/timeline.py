@@ -127,6 +127,7 @@ def _forget(state: dict, user: str) -> None:
     state["governance"] = gov.new_state()
     state["outcomes"] = outcomes.new_state()
     state["segments"] = {}  # segment -> joined at
+    state["segment_outcomes"] = outcomes.new_state()  # entries and visits awaiting a purchase
     state["model"] = {"tail": None, "sessions": {}}  # sessions followed for the models
 
 
@@ -148,6 +149,7 @@ def upgrade(state: dict) -> dict:
     state.setdefault("consent", cons.new_state())
     state.setdefault("seen", state["profile"]["now"])
     state.setdefault("segments", {})
+    state.setdefault("segment_outcomes", outcomes.new_state())
     state.setdefault("model", {"tail": None, "sessions": {}})
     return state
 
@@ -193,6 +195,7 @@ def advance(params: TimelineParams, state: dict, ready: list, now: int) -> Step:
     consent = state["consent"]
     dropped = state["patterns"]["dropped"]
     touched = False  # the profile or the patterns changed: a snapshot is due
+    applied = False  # an item changed the profile
     for item in sorted(ready, key=order):
         ts, _, kind, payload = item
         state["seen"] = ts if state["seen"] is None else max(state["seen"], ts)
@@ -216,9 +219,11 @@ def advance(params: TimelineParams, state: dict, ready: list, now: int) -> Step:
         elif not cons.continuous(params.consent, consent, payload["start"]):
             step.counts["sessions_consent_blocked"] += 1
             continue
-        touched = True
+        touched = applied = True
         if params.models:
             _follow(params, state, item, step)
+        if kind == EVENT and params.segments:
+            _lift(params, state, payload, step)
         apply(params.profile, state["profile"], item)
         if not params.patterns or kind != EVENT:
             _evaluate_segments(params, state, step)
@@ -248,7 +253,9 @@ def advance(params: TimelineParams, state: dict, ready: list, now: int) -> Step:
         )
         if params.segments:
             step.snapshot["segments"] = dict(sorted(state["segments"].items()))
-        if params.models:
+        if params.models and applied:
+            # Only when an item changed the user: a release for a deadline alone comes
+            # later than the profile's clock, too late for the learners' order.
             _requests(params, state, step)
     return step
 
@@ -317,18 +324,6 @@ def _requests(params: TimelineParams, state: dict, step: Step) -> None:
             _input(step, model, "request", user, at, x, ident=f"{user}:{at}")
 
 
-def retire(params: TimelineParams, state: dict, at: int) -> Step:
-    """What the models learn when a user's state is dropped: the last session churned."""
-    step = Step()
-    tail = state["model"]["tail"]
-    if CHURN_RISK in params.models and tail is not None:
-        user = state["profile"]["user_id"]
-        x = feat.user_features(prof.snapshot(params.profile, state["profile"]))
-        churned = at - tail > params.churn_horizon_ms
-        _input(step, CHURN_RISK, "example", user, at, x, churned, f"{user}:{tail}")
-    return step
-
-
 def _evaluate_segments(params: TimelineParams, state: dict, step: Step) -> None:
     # After every item (event or closed session), never at a release boundary: releases
     # fall differently in batch and streaming, items do not, so neither do memberships.
@@ -338,9 +333,33 @@ def _evaluate_segments(params: TimelineParams, state: dict, step: Step) -> None:
     view = snapshot(
         params.profile, state["profile"], state["patterns"] if params.patterns else None
     )
-    step.segment_changes += seg.evaluate(
-        params.segments, view, state["segments"], state["profile"]["now"]
-    )
+    changes = seg.evaluate(params.segments, view, state["segments"], state["profile"]["now"])
+    for change in changes:
+        if change["change"] == seg.ENTER:
+            step.counts[f"segment_entries.{change['segment']}"] += 1
+            entry = {"pattern": change["segment"], "keys": {}, "event_time": change["event_time"]}
+            outcomes.track(state["segment_outcomes"], entry, "entered", params.attribution_ms)
+    step.segment_changes += changes
+
+
+VISIT = "*visit"
+
+
+def _lift(params: TimelineParams, state: dict, event: dict, step: Step) -> None:
+    """Purchases after segment entries, and after visits (the base rate), within the window.
+
+    Counters ``segment_entries.NAME`` / ``segment_converted.NAME`` and ``visits`` /
+    ``visits_converted``: the lift of a segment is its conversion rate over the visits'.
+    """
+    opened = state["segment_outcomes"]
+    for name, _ in outcomes.observe(opened, event):
+        step.counts["visits_converted" if name == VISIT else f"segment_converted.{name}"] += 1
+    last = state["profile"]["last_seen"]
+    ts = event["timestamp"]
+    if last is None or ts - last >= params.session_gap_ms:
+        step.counts["visits"] += 1
+        visit = {"pattern": VISIT, "keys": {}, "event_time": ts}
+        outcomes.track(opened, visit, "visit", params.attribution_ms)
 
 
 def _govern(params: TimelineParams, state: dict, user: str, matches: list, step: Step) -> None:

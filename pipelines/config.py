@@ -225,6 +225,11 @@ class ModelsConfig(_Section):
     learning_rate: float = Field(default=0.05, gt=0, le=1)
     l2: float = Field(default=0.0001, ge=0)
     drift_delta: float = Field(default=0.002, gt=0, lt=1, description="ADWIN's delta.")
+    allowed_lateness: Duration = Field(
+        default=5 * 60_000,
+        ge=0,
+        description="How far behind the watermark the learners stay, to keep their order.",
+    )
 
     def specs(self) -> dict:
         from models.learning import ModelSpec

@@ -34,11 +34,17 @@ def _key_by_user(event: dict):
 
 
 def build(
-    raw_records: beam.PCollection, config: Config, key_source: KeySource, streaming: bool = False
+    raw_records: beam.PCollection,
+    config: Config,
+    key_source: KeySource,
+    streaming: bool = False,
+    learner_lateness_ms: int = 0,
 ) -> dict[str, beam.PCollection]:
     """Wire the personalization graph.
 
     ``key_source`` says where workers read the pseudonym key (``pipelines.keys``).
+    ``learner_lateness_ms``: how far at least the learners stay behind the
+    watermark (a streaming replay passes its watermark step).
 
     Returns:
         ``profiles`` (snapshot dicts), ``trending`` (per category and window),
@@ -77,10 +83,10 @@ def build(
         config.segments,
         frozenset(config.models.enabled),
         config.models.churn_horizon,
-        streaming,
     )
     specs = config.models.specs()
-    learned = timeline.model_inputs | "LearnOnline" >> LearnOnline(specs, lateness, streaming)
+    behind = max(lateness, config.models.allowed_lateness, learner_lateness_ms)
+    learned = timeline.model_inputs | "LearnOnline" >> LearnOnline(specs, behind, streaming)
     dead_letters = (
         decoded.dead_letters,
         timeline.dead_letters,

@@ -228,6 +228,16 @@ def _erase(args) -> int:
     return 0
 
 
+def _evaluate(args) -> int:
+    found = _config_and_key(args)
+    if found is None:
+        return 2
+    config, source = found
+    from runners import evaluate_cmd
+
+    return evaluate_cmd.run(args, _redis_url(args), config, source)
+
+
 def _pseudonym(args) -> int:
     from models import privacy
 
@@ -393,6 +403,25 @@ def parser() -> argparse.ArgumentParser:
         "--reference", default=None, help="the request's reference, kept in the audit entry"
     )
     erase.set_defaults(func=_erase)
+
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="replay files and report the models' progressive metrics, segment sizes and lift",
+        epilog="Beam pipeline flags go after a bare `--`.",
+    )
+    evaluate.add_argument("files", nargs="+", help="Avro or JSON lines files; globs allowed")
+    _add_redis_flags(evaluate)
+    evaluate.set_defaults(namespace="evaluate")
+    evaluate.add_argument("--config", default=None, help="YAML config (models, segments, patterns)")
+    evaluate.add_argument("--json", default=None, help="write the evaluation as JSON here")
+    evaluate.add_argument(
+        "--dead-letters",
+        default=str(DEFAULT_HOME / "dead-letters"),
+        help="folder for dead-letter JSON lines (default: %(default)s)",
+    )
+    evaluate.add_argument("--quiet", action="store_true", help="no progress lines")
+    _add_key_flags(evaluate)
+    evaluate.set_defaults(func=_evaluate)
 
     pseudo = sub.add_parser("pseudonym", help="print the pseudonyms of ids, as stored in Redis")
     pseudo.add_argument("values", nargs="+")

@@ -200,7 +200,13 @@ def wire(pipeline: beam.Pipeline, request: ReplayRequest, run_id: str = "") -> d
         raw = pipeline | "ReplayAsStream" >> stream
     else:
         raw = pipeline | "ReadEvents" >> ReadEvents(request.inputs, progress=request.progress)
-    outputs = personalize.build(raw, request.config, request.key_source, request.streaming)
+    outputs = personalize.build(
+        raw,
+        request.config,
+        request.key_source,
+        request.streaming,
+        request.watermark_step_ms if request.streaming else 0,
+    )
     ttl = request.config.redis.ttl_seconds()
     model_outputs = (outputs["scores"], outputs["model_summaries"], outputs["model_drifts"])
     _ = model_outputs | "WriteModelOutputs" >> WriteModelOutputs(
@@ -343,8 +349,8 @@ def _streaming_summary(request: ReplayRequest, run_id: str, records: int, wall: 
     }
 
 
-def run(request: ReplayRequest) -> dict:
-    """Run a replay to the end; returns its summary."""
+def _execute(request: ReplayRequest):
+    """Check, build and run the replay to the end: (result, outputs, wall seconds, run id)."""
     check_inputs(request.inputs)
     check_redis(request.redis_url)
     if request.key_source is None:
@@ -368,10 +374,22 @@ def run(request: ReplayRequest) -> dict:
     outputs = wire(pipeline, request, run_id)
     result = pipeline.run()
     result.wait_until_finish()
-    wall = time.perf_counter() - started
+    return result, outputs, time.perf_counter() - started, run_id
+
+
+def run(request: ReplayRequest) -> dict:
+    """Run a replay to the end; returns its summary."""
+    result, outputs, wall, run_id = _execute(request)
     if request.streaming:
         return _streaming_summary(request, run_id, outputs["records"], wall)
     return summarize(counters(result), wall)
+
+
+def run_counters(request: ReplayRequest) -> tuple[dict, dict]:
+    """Run a batch replay to the end; its counters and its summary."""
+    result, _, wall, _ = _execute(request)
+    totals = counters(result)
+    return totals, summarize(totals, wall)
 
 
 def format_summary(summary: dict) -> str:

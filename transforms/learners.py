@@ -3,13 +3,17 @@
 Input: model inputs from ``UserTimeline`` (``models.timeline``: examples when
 a label becomes known, requests for a user's current score), keyed here by
 model name, so each model is one key and learns on one worker, in one order.
-The DoFn holds the items in a bag and keeps a watermark timer at the
-earliest one (``transforms.ordering``); when the timer fires at ``T`` it
-feeds every held item at or before ``T - allowed_lateness`` to the model in
-``models.learning.order`` (time, then user, examples first), so the order of
-learning, and every score, is the same in a batch replay, a streaming replay
-and a live run. The model lives in state between firings (river models
-pickle).
+The DoFn holds the items in a bag and keeps a watermark timer; when it fires
+at ``T`` it feeds every held item at or before ``T - allowed_lateness`` to the
+model in ``models.learning.order`` (time, then user, examples first), so the
+order of learning, and every score, is the same in a batch replay, a
+streaming replay and a live run. The learner stays ``allowed_lateness``
+behind the watermark (``models.allowed_lateness``; a streaming replay uses at
+least its watermark step): a session's example appears only when the
+session window closes, and a user's timeline may release items it held
+ahead of the watermark later than their time. The model lives in state
+between firings (river models pickle). For a bounded input the learner
+groups each model's items instead and feeds them once, in the same order.
 
 Outputs: ``scores`` (main: user, model, version, score, at), ``summaries``
 (the model's JSON summary after each firing, for ``mt:NS:model:NAME``) and
@@ -49,10 +53,11 @@ class _LearnFn(beam.DoFn):
     PENDING = userstate.ReadModifyWriteStateSpec("pending", VarIntCoder())
     RELEASE = userstate.TimerSpec("release", TimeDomain.WATERMARK)
 
-    def __init__(self, specs: dict[str, learning.ModelSpec], allowed_lateness_ms: int, each):
+    def __init__(self, specs: dict[str, learning.ModelSpec], allowed_lateness_ms: int):
         self._specs = dict(specs)
-        self._lateness = allowed_lateness_ms
-        self._each = each
+        # One millisecond more: a runner may fire a timer at T once the watermark reaches T,
+        # while an item at exactly T may still come (the watermark promises only < T).
+        self._lateness = allowed_lateness_ms + 1
         self._late = beam.metrics.Metrics.counter(NAMESPACE, "model_inputs_late")
         self._counters: dict = {}
 
@@ -87,9 +92,7 @@ class _LearnFn(beam.DoFn):
     ):
         if pending.read() is None:
             return
-        ready = ordering.release(
-            fired, buffer, released, pending, release, self._lateness, self._each
-        )
+        ready = ordering.release(fired, buffer, released, pending, release, self._lateness)
         if not ready:
             return
         learner = model.read() or learning.new_model(self._specs[key])
@@ -138,7 +141,7 @@ class LearnOnline(beam.PTransform):
         super().__init__()
         self._specs = dict(specs)
         self._streaming = streaming
-        self._fn = _LearnFn(specs, allowed_lateness_ms, streaming)
+        self._fn = _LearnFn(specs, allowed_lateness_ms)
 
     def expand(self, model_inputs):
         keyed = (

@@ -35,13 +35,8 @@ def hold(item, buffer, released, pending, release, lateness_ms: int) -> int | No
     return None
 
 
-def release(fired, buffer, released, pending, timer, lateness_ms: int, each=False) -> list:
+def release(fired, buffer, released, pending, timer, lateness_ms: int) -> list:
     """Held items at or before ``fired - lateness`` (unsorted); the rest stay held.
-
-    The timer re-arms at the latest item still held (few firings: right for a
-    bounded replay), or with ``each`` at the earliest: then the step's output
-    watermark is held at its oldest unreleased item, which a downstream step
-    that orders by event time again (a learner) needs in a streaming run.
 
     A runner may fire one key's timers out of order (the FnApiRunner fires all
     of a bounded input's timers at once): the released-up-to time never moves
@@ -58,7 +53,7 @@ def release(fired, buffer, released, pending, timer, lateness_ms: int, each=Fals
     for item in rest:
         buffer.add(item)
     if rest:
-        due = (min if each else max)(item[0] for item in rest) + lateness_ms
+        due = max(item[0] for item in rest) + lateness_ms
         timer.set(at(due))
         pending.write(due)
     else:

@@ -101,12 +101,10 @@ class _TimelineFn(beam.DoFn):
         allowed_lateness_ms: int,
         retention_ms: int,
         segment_specs: dict[str, SegmentSpec] | None = None,
-        each: bool = False,
     ):
         self._params = params
         self._specs = dict(specs)
         self._segment_specs = dict(segment_specs or {})
-        self._each = each
         self._lateness = allowed_lateness_ms
         self._retention = retention_ms
         self._counters: dict = {}
@@ -168,9 +166,7 @@ class _TimelineFn(beam.DoFn):
     ):
         if pending.read() is None:
             return  # a firing of a timer moved or spent since: nothing is held
-        ready = ordering.release(
-            fired, buffer, released, pending, release, self._lateness, self._each
-        )
+        ready = ordering.release(fired, buffer, released, pending, release, self._lateness)
         yield from self._advance(key, released.read(), ready, user, deadline, cleanup)
 
     @userstate.on_timer(DEADLINE)
@@ -189,9 +185,7 @@ class _TimelineFn(beam.DoFn):
         if user.read() is None:
             return  # the user's state was dropped since the deadline was set
         # Everything up to the deadline is released first: a late B still cancels.
-        ready = ordering.release(
-            fired, buffer, released, pending, release, self._lateness, self._each
-        )
+        ready = ordering.release(fired, buffer, released, pending, release, self._lateness)
         yield from self._advance(key, released.read(), ready, user, deadline, cleanup)
 
     def _advance(self, key, now, ready, user, deadline, cleanup):
@@ -255,13 +249,6 @@ class _TimelineFn(beam.DoFn):
             # an earlier deadline timer of the same key.
             now = fired.micros // 1000 - self._lateness
             yield from self._advance(key, now, [], user, deadline, cleanup)
-        if self._params.models:
-            # The user went quiet: their last session is a churn example now.
-            retired = timeline.retire(
-                self._params, timeline.upgrade(user.read()), fired.micros // 1000
-            )
-            for model_input in retired.model_inputs:
-                yield beam.pvalue.TaggedOutput(MODEL_INPUTS, model_input)
         self._expired.inc()
         buffer.clear()
         user.clear()
@@ -306,7 +293,6 @@ class UserTimeline(beam.PTransform):
         segments: dict[str, SegmentSpec] | None = None,
         models: frozenset = frozenset(),
         churn_horizon_ms: int = 7 * 86_400_000,
-        streaming: bool = False,
     ):
         super().__init__()
         timeline_params = timeline.TimelineParams(
@@ -320,14 +306,8 @@ class UserTimeline(beam.PTransform):
             models=frozenset(models),
             churn_horizon_ms=churn_horizon_ms,
         )
-        self._params_models = bool(models)
         self._fn = _TimelineFn(
-            timeline_params,
-            patterns or {},
-            allowed_lateness_ms,
-            retention_ms,
-            segments,
-            each=streaming and bool(models),
+            timeline_params, patterns or {}, allowed_lateness_ms, retention_ms, segments
         )
 
     def expand(self, inputs):
@@ -336,10 +316,6 @@ class UserTimeline(beam.PTransform):
             events | "EventItems" >> beam.Map(_event_item),
             sessions | "SessionsIntoGlobalWindow" >> beam.WindowInto(GlobalWindows()),
         ) | "Merge" >> beam.Flatten()
-        if not items.is_bounded and self._params_models:
-            # A stream releases each user's items as the watermark passes each, so that
-            # the model inputs come out in time for the learners (transforms.learners).
-            self._fn._each = True
         return items | "ReleaseInOrder" >> beam.ParDo(self._fn).with_outputs(
             DEAD_LETTERS, TRIGGERS, ERASURES, SEGMENT_CHANGES, MODEL_INPUTS, main="profiles"
         )

@@ -1,0 +1,162 @@
+"""``microtarget evaluate FILES... [--json PATH]``: how good are the models and segments?
+
+Replays the files in batch (the same pipeline as ``replay``, into its own
+namespace) and prints:
+
+* each online model's progressive metrics (every prediction made before its
+  label was learned: ROC AUC and log loss, silhouette for the clusters) next
+  to the baselines measured on the same examples the same way: ``majority``
+  (one answer for all, its probability the running base rate) and ``views``
+  (product views so far as the score);
+* each rule segment's size (members at the end) and whether it reached its
+  ``min_size``;
+* for every rule segment and trigger pattern, the purchase rate after an
+  entry (a match) within ``triggers.attribution_window``, against the base
+  rate (a purchase within the same window after a visit), as a lift with a
+  95% confidence interval (the log of a ratio of two proportions, Katz's
+  interval).
+
+``--json PATH`` writes ``{"models": {...}, "baselines": {...}, "segments":
+{...}, "lift": {...}}``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+Z95 = 1.959963984540054
+
+
+def lift(converted: int, entries: int, base_converted: int, base_entries: int) -> dict:
+    """Rate, base rate, lift and its 95% interval (None where undefined).
+
+    >>> lift(30, 100, 100, 1000)["lift"], lift(30, 100, 100, 1000)["ci95"]
+    (3.0, [2.1257, 4.2339])
+    """
+    rate = converted / entries if entries else None
+    base = base_converted / base_entries if base_entries else None
+    out = {"entries": entries, "converted": converted, "rate": rate, "base_rate": base}
+    if not rate or not base:
+        return {**out, "lift": 0.0 if rate == 0 and base else None, "ci95": None}
+    ratio = rate / base
+    se = math.sqrt(1 / converted - 1 / entries + 1 / base_converted - 1 / base_entries)
+    low, high = ratio * math.exp(-Z95 * se), ratio * math.exp(Z95 * se)
+    return {**out, "lift": round(ratio, 4), "ci95": [round(low, 4), round(high, 4)]}
+
+
+def _by_prefix(totals: dict, prefix: str) -> dict:
+    return {k.removeprefix(prefix): v for k, v in totals.items() if k.startswith(prefix)}
+
+
+def report(client, namespace: str, config, totals: dict) -> dict:
+    """The evaluation, from the replay's counters and what it left in Redis."""
+    from transforms.redis_sink import key
+
+    models, baselines = {}, {}
+    for name in config.models.enabled:
+        raw = client.hget(key(namespace, "model", name), "summary")
+        if raw is None:
+            continue
+        summary = json.loads(raw)
+        models[name] = {**summary["metrics"], "version": summary["version"]}
+        for baseline, metrics in (summary.get("baselines") or {}).items():
+            baselines[f"{name}.{baseline}"] = metrics
+    segments = {}
+    for name, spec in config.segments.items():
+        meta = client.hgetall(key(namespace, "segment", f"{name}:meta"))
+        size = int(meta.get(b"size", 0))
+        segments[name] = {"size": size, "min_size": spec.min_size, "active": size >= spec.min_size}
+    visits, visits_converted = totals.get("visits", 0), totals.get("visits_converted", 0)
+    found = {}
+    entries = _by_prefix(totals, "segment_entries.")
+    converted = _by_prefix(totals, "segment_converted.")
+    for name in config.segments:
+        found[f"segment:{name}"] = lift(
+            converted.get(name, 0), entries.get(name, 0), visits_converted, visits
+        )
+    matches = _by_prefix(totals, "matches.")
+    pattern_converted = _by_prefix(totals, "converted.")
+    for name in config.patterns:
+        found[f"pattern:{name}"] = lift(
+            pattern_converted.get(name, 0), matches.get(name, 0), visits_converted, visits
+        )
+    return {"models": models, "baselines": baselines, "segments": segments, "lift": found}
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def format_report(found: dict) -> str:
+    """The evaluation as aligned tables."""
+    lines = ["models (progressive)", f"  {'model':<32} {'roc_auc':>8} {'log_loss':>9} {'silh.':>7}"]
+    rows = [(name, m) for name, m in found["models"].items()]
+    rows += [(f"  baseline {name}", m) for name, m in found["baselines"].items()]
+    for name, m in rows:
+        lines.append(
+            f"  {name:<32} {_cell(m.get('roc_auc')):>8} {_cell(m.get('log_loss')):>9} "
+            f"{_cell(m.get('silhouette')):>7}"
+        )
+    lines += ["", "segments", f"  {'segment':<32} {'size':>7} {'min_size':>9}  status"]
+    for name, s in found["segments"].items():
+        status = "active" if s["active"] else "too small"
+        lines.append(f"  {name:<32} {s['size']:>7} {s['min_size']:>9}  {status}")
+    lines += ["", "purchase within the attribution window: after entry vs after a visit"]
+    lines.append(f"  {'who':<32} {'entries':>8} {'rate':>7} {'base':>7} {'lift':>7}  95% CI")
+    for name, row in found["lift"].items():
+        ci = "-" if row["ci95"] is None else f"[{row['ci95'][0]:.2f}, {row['ci95'][1]:.2f}]"
+        lines.append(
+            f"  {name:<32} {row['entries']:>8} {_cell(row['rate']):>7} "
+            f"{_cell(row['base_rate']):>7} {_cell(row['lift']):>7}  {ci}"
+        )
+    return "\n".join(lines)
+
+
+def run(args, redis_url: str, config, key_source) -> int:
+    import redis
+
+    from runners import replay
+
+    if not config.models.enabled:
+        config = config.model_copy(
+            update={"models": config.models.model_copy(update={"enabled": list(MODELS)})}
+        )
+        print("models: none enabled in the config; evaluating all of them", file=sys.stderr)
+    request = replay.ReplayRequest(
+        inputs=args.files,
+        redis_url=redis_url,
+        namespace=args.namespace,
+        config=config,
+        dead_letters_dir=args.dead_letters,
+        progress=not args.quiet,
+        beam_args=args.beam_args,
+        key_source=key_source,
+    )
+    try:
+        replay.check_inputs(request.inputs)
+        replay.check_redis(redis_url)
+        totals, _ = replay.run_counters(request)
+    except replay.InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    client = redis.Redis.from_url(redis_url)
+    try:
+        found = report(client, args.namespace, config, totals)
+    finally:
+        client.close()
+    print(format_report(found))
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(found, indent=2) + "\n")
+    return 0
+
+
+MODELS = ("purchase_intent", "churn_risk", "clusters")
