@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import csv
 import hashlib
+import json
 
 import pytest
 
@@ -204,3 +205,13 @@ def test_batch_and_streaming_give_the_segments_plain_python_gives(replays, redis
             found[name] = {member.decode() for member in raw}
         assert found == {"buyers": buyers, "window_shoppers": window_shoppers}, mode
         assert redis_client.xlen(f"mt:{namespace}:topic:segments") > len(buyers)
+
+
+def test_batch_and_streaming_learn_the_same_models_and_scores(replays, redis_client):
+    """The identical-state test above covers them; here they are not trivially empty."""
+    for mode in ("batch", "stream"):
+        namespace = replays[mode]["namespace"]
+        scores = list(redis_client.scan_iter(match=f"mt:{namespace}:scores:*", count=1000))
+        assert len(scores) == 815, mode
+        summary = json.loads(redis_client.hget(f"mt:{namespace}:model:purchase_intent", "summary"))
+        assert summary["samples"] > 10_000 and summary["metrics"]["roc_auc"] > 0.5, mode

@@ -221,3 +221,30 @@ def test_a_pattern_window_must_be_shorter_than_the_retention():
     with pytest.raises(ConfigError, match=r"patterns\.p1\.within must be shorter"):
         parse_config({"patterns": {"p1": pattern}})
     assert parse_config({"patterns": {"p1": pattern}, "timeline": {"retention": "60d"}})
+
+
+def test_evaluate_reports_models_baselines_segments_and_lift(
+    generated, tmp_path, redis_url, namespace, capsys
+):
+    out = tmp_path / "evaluation.json"
+    config = str(ROOT / "examples" / "config.yaml")
+    code = cli.main(
+        ["evaluate", str(generated), "--redis", redis_url, "--namespace", namespace]
+        + ["--config", config, "--json", str(out), "--quiet", "--dead-letters", str(tmp_path)]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "purchase_intent" in printed and "baseline purchase_intent.views" in printed
+    found = json.loads(out.read_text())
+    assert set(found) == {"models", "baselines", "segments", "lift"}
+    intent = found["models"]["purchase_intent"]
+    assert 0.5 < intent["roc_auc"] <= 1 and intent["log_loss"] > 0
+    assert found["baselines"]["purchase_intent.majority"]["roc_auc"] == 0.5
+    assert 0 <= found["baselines"]["purchase_intent.views"]["roc_auc"] <= 1
+    assert -1 <= found["models"]["clusters"]["silhouette"] <= 1
+    assert found["segments"]["buyers"]["size"] > 0
+    buyers = found["lift"]["segment:buyers"]
+    assert buyers["entries"] > 0 and buyers["base_rate"] > 0
+    low, high = buyers["ci95"]
+    assert low <= buyers["lift"] <= high
+    assert "pattern:cart_abandonment" in found["lift"]
