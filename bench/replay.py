@@ -67,7 +67,10 @@ def _pipeline(path: str, patterns: bool = False) -> dict:
     from runners.local_redis import RedisServer
     from runners.replay import ReplayRequest, run
 
+    # Segments and models are measured by bench/learners.py; here: with and without patterns.
     config = load_config(ROOT / "examples" / "config.yaml")
+    models = config.models.model_copy(update={"enabled": []})
+    config = config.model_copy(update={"segments": {}, "models": models})
     if not patterns:
         config = config.model_copy(update={"patterns": {}})
     with tempfile.TemporaryDirectory() as tmp, RedisServer(data_dir=Path(tmp) / "redis") as server:

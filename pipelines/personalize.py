@@ -97,6 +97,7 @@ def build(
         "triggers": timeline.triggers,
         "erasures": timeline.erasures,
         "segment_changes": timeline.segment_changes,
+        "model_inputs": timeline.model_inputs,
         "scores": learned.scores,
         "model_summaries": learned.summaries,
         "model_drifts": learned.drifts,

@@ -133,6 +133,11 @@ def _profile(args) -> int:
     if snapshot is None:
         print(f"no profile for that user in namespace {args.namespace!r}", file=sys.stderr)
         return 1
+    from transforms.redis_sink import key
+
+    scores = client.hgetall(key(args.namespace, "scores", user))
+    if scores:
+        snapshot["scores"] = {k.decode(): v.decode() for k, v in sorted(scores.items())}
     print(json.dumps(snapshot, indent=2, sort_keys=True))
     return 0
 

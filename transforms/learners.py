@@ -15,6 +15,10 @@ ahead of the watermark later than their time. The model lives in state
 between firings (river models pickle). For a bounded input the learner
 groups each model's items instead and feeds them once, in the same order.
 
+Progressive metrics are pipeline gauges (``model_roc_auc_x1e6.NAME``,
+``model_log_loss_x1e6.NAME``, ``model_silhouette_x1e6.NAME``,
+``model_samples.NAME``, ``model_version.NAME``).
+
 Outputs: ``scores`` (main: user, model, version, score, at), ``summaries``
 (the model's JSON summary after each firing, for ``mt:NS:model:NAME``) and
 ``drifts`` (a new model version started, for the topic). An item that
@@ -40,6 +44,17 @@ from transforms import ordering
 NAMESPACE = "microtarget"
 SUMMARIES = "summaries"
 DRIFTS = "drifts"
+
+
+def report_metrics(summary: dict) -> None:
+    """The model's progressive metrics as pipeline gauges (millionths: gauges are integers)."""
+    name = summary["model"]
+    for metric, value in (summary.get("metrics") or {}).items():
+        if value is not None and metric != "samples":
+            gauge = beam.metrics.Metrics.gauge(NAMESPACE, f"model_{metric}_x1e6.{name}")
+            gauge.set(int(round(value * 1e6)))
+    beam.metrics.Metrics.gauge(NAMESPACE, f"model_samples.{name}").set(summary["samples"])
+    beam.metrics.Metrics.gauge(NAMESPACE, f"model_version.{name}").set(summary["version"])
 
 
 def _item(model_input: dict):
@@ -105,7 +120,9 @@ class _LearnFn(beam.DoFn):
         for event in drifts:
             self._count(f"model_drifts.{key}", 1)
             yield beam.pvalue.TaggedOutput(DRIFTS, event)
-        yield beam.pvalue.TaggedOutput(SUMMARIES, learner.summary())
+        summary = learner.summary()
+        report_metrics(summary)
+        yield beam.pvalue.TaggedOutput(SUMMARIES, summary)
 
 
 class _LearnAllFn(beam.DoFn):
@@ -126,7 +143,9 @@ class _LearnAllFn(beam.DoFn):
         for event in drifts:
             beam.metrics.Metrics.counter(NAMESPACE, f"model_drifts.{name}").inc()
             yield beam.pvalue.TaggedOutput(DRIFTS, event)
-        yield beam.pvalue.TaggedOutput(SUMMARIES, learner.summary())
+        summary = learner.summary()
+        report_metrics(summary)
+        yield beam.pvalue.TaggedOutput(SUMMARIES, summary)
 
 
 class LearnOnline(beam.PTransform):
