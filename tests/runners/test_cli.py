@@ -248,3 +248,14 @@ def test_evaluate_reports_models_baselines_segments_and_lift(
     low, high = buyers["ci95"]
     assert low <= buyers["lift"] <= high
     assert "pattern:cart_abandonment" in found["lift"]
+
+
+def test_bad_segment_fails_at_start_naming_segment_and_field(
+    generated, tmp_path, redis_url, capsys
+):
+    config = tmp_path / "bad.yaml"
+    config.write_text("segments:\n  vip:\n    where: {ltv: {gte: 100}, rfm.frequncy: {gte: 2}}\n")
+    code = cli.main(["replay", str(generated), "--redis", redis_url, "--config", str(config)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "segments.vip.where.rfm.frequncy: unknown field 'rfm.frequncy'" in err, err
