@@ -52,9 +52,9 @@ def new_session(event: dict, profile_snapshot: dict) -> dict:
         "purchased": False,
         "events": 0,
         "counts": {},
-        "products": [],
-        "seen_products": [],
-        "categories": [],
+        "products": set(),
+        "seen_products": set(),
+        "categories": set(),
         "repeat_views": 0,
         "dwell_ms": 0,
         "max_scroll": 0.0,
@@ -86,12 +86,11 @@ def add(session: dict, event: dict) -> None:
         if kind == ev.PRODUCT_VIEW and product in session["seen_products"]:
             session["repeat_views"] += 1
         elif kind == ev.PRODUCT_VIEW:
-            session["seen_products"].append(product)
-        if product not in session["products"]:
-            session["products"].append(product)
+            session["seen_products"].add(product)
+        session["products"].add(product)
     category = event.get("category")
-    if category is not None and category not in session["categories"]:
-        session["categories"].append(category)
+    if category is not None:
+        session["categories"].add(category)
     if event.get("dwell_ms"):
         session["dwell_ms"] += event["dwell_ms"]
     if event.get("scroll_depth") is not None:

@@ -11,10 +11,11 @@ same events give the same model and the same scores wherever they run:
 
 ``OnlineClassifier`` is a river pipeline (``StandardScaler`` then
 ``LogisticRegression``: scaling inside the pipeline, so it learns online
-too). Its metrics are river's ``ROCAUC`` and ``LogLoss``, next to two
-baselines measured on the same examples the same way: ``majority`` (the
-running share of positives, so its ROC AUC is 0.5) and ``views`` (the
-session's product views so far, as a score). ``ADWIN`` watches the model's
+too). Its metrics are an exact online ROC AUC (``OnlineAUC``) and river's
+``LogLoss``, next to two baselines measured on the same examples the same
+way: ``majority`` (one answer for all, so its ROC AUC is 0.5; its probability
+the running share of positives) and ``views`` (ranked by the session's
+product views so far; its probability the running rate at that count). ``ADWIN`` watches the model's
 log loss; when it detects a rise the model starts again as a new version
 (``drift`` events say when), and the metrics of the new version start from
 nothing while the run's metrics go on.
@@ -71,18 +72,68 @@ def log_loss(y: bool, p: float) -> float:
     return -math.log(p if y else 1 - p)
 
 
+class OnlineAUC:
+    """The exact ROC AUC of a stream of (label, score) with scores in [0, 1].
+
+    river's ``ROCAUC`` approximates the curve with a few thresholds (10 by
+    default), far too coarse for probabilities that stay small. This counts,
+    for each new pair, the earlier pairs of the other label it is ordered
+    against (ties count half), with two Fenwick trees over ``BINS`` score bins:
+    exact for scores that differ by more than 1 / BINS, in O(log BINS) per update
+    and fixed memory.
+
+    >>> auc = OnlineAUC()
+    >>> for y, p in [(True, 0.9), (False, 0.1), (True, 0.4), (False, 0.6)]:
+    ...     auc.update(y, p)
+    >>> auc.get()
+    0.75
+    """
+
+    BINS = 10_001
+
+    def __init__(self):
+        self.trees = {True: [0] * (self.BINS + 1), False: [0] * (self.BINS + 1)}
+        self.counts = {True: 0, False: 0}
+        self.concordant = 0.0
+
+    def _below(self, tree: list, index: int) -> int:  # pairs with a bin < index
+        total = 0
+        while index > 0:
+            total += tree[index]
+            index -= index & -index
+        return total
+
+    def update(self, y: bool, score: float) -> None:
+        index = int(round(min(max(score, 0.0), 1.0) * (self.BINS - 1))) + 1
+        other = self.trees[not y]
+        below, upto = self._below(other, index - 1), self._below(other, index)
+        ties = upto - below
+        # A positive is right over every earlier negative below it; a negative, under
+        # every earlier positive above it.
+        wins = below if y else self.counts[True] - upto
+        self.concordant += wins + 0.5 * ties
+        self.counts[y] += 1
+        tree = self.trees[y]
+        while index <= self.BINS:
+            tree[index] += 1
+            index += index & -index
+
+    def get(self) -> float:
+        pairs = self.counts[True] * self.counts[False]
+        return self.concordant / pairs if pairs else 0.5
+
+
 class _Metrics:
     """ROC AUC and log loss of one scorer, progressive."""
 
     def __init__(self):
-        self.auc = metrics.ROCAUC()
+        self.auc = OnlineAUC()
         self.loss = metrics.LogLoss()
         self.n = 0
 
     def update(self, y: bool, p: float, rank: float | None = None) -> None:
-        """Score one prediction ``p``; ``rank`` (default ``p``) is what ROC AUC orders by."""
-        rank = p if rank is None else rank
-        self.auc.update(y, {True: rank, False: 1 - rank})
+        """Score one prediction ``p``; ``rank`` (in [0, 1], default ``p``) orders ROC AUC."""
+        self.auc.update(y, p if rank is None else rank)
         self.loss.update(y, {True: _clip(p), False: 1 - _clip(p)})
         self.n += 1
 
@@ -105,7 +156,7 @@ class OnlineClassifier:
         self.version_metrics = _Metrics()
         self.baselines = {"majority": _Metrics(), "views": _Metrics()}
         self._positives = 0
-        self._views_max = 1.0
+        self._by_views: dict = {}  # views so far -> (examples, positives)
         self.detector = drift.ADWIN(delta=spec.drift_delta)
         self.drifts: list[int] = []
 
@@ -131,9 +182,13 @@ class OnlineClassifier:
         # running base rate (smoothed) for the log loss.
         majority = (self._positives + 1) / (n + 2)
         self.baselines["majority"].update(y, majority, rank=0.5)
+        # The views baseline ranks by the raw count (views / (views + 1) keeps the order and
+        # fits [0, 1]); its probability for the log loss is the running rate at that count
+        # seen so far, smoothed.
         views = views_so_far(x)
-        self._views_max = max(self._views_max, views)
-        self.baselines["views"].update(y, views / (self._views_max + 1))
+        seen, bought = self._by_views.get(views, (0, 0))
+        self.baselines["views"].update(y, (bought + 1) / (seen + 2), rank=views / (views + 1))
+        self._by_views[views] = (seen + 1, bought + y)
         self._positives += y
         self.model.learn_one(dict(x), y)
         before = self.detector.estimation
@@ -145,7 +200,7 @@ class OnlineClassifier:
             self.version += 1
             self.model = self._new_model()
             self.version_metrics = _Metrics()
-            self.drifts.append(at)
+            self.drifts = [*self.drifts[-19:], at]  # the last 20
         return {"p": p, "drift": drifted}
 
     def summary(self) -> dict:

@@ -199,12 +199,13 @@ def advance(params: TimelineParams, state: dict, ready: list, now: int) -> Step:
     for item in sorted(ready, key=order):
         ts, _, kind, payload = item
         state["seen"] = ts if state["seen"] is None else max(state["seen"], ts)
+        if params.patterns:
+            # Deadlines before the item fire first (under the consent as it was then), so
+            # what the item sees does not depend on where a release happened to end.
+            due = cep.expire(params.patterns, state["patterns"], ts - 1)
+            _govern(params, state, user, due, step)
+            touched = touched or bool(due)
         if kind == EVENT:
-            if params.patterns:
-                # Deadlines before the event fire first, under the consent as it was then.
-                due = cep.expire(params.patterns, state["patterns"], ts - 1)
-                _govern(params, state, user, due, step)
-                touched = touched or bool(due)
             if cons.observe(params.consent, consent, payload) == cons.ERASE:
                 _forget(state, user)
                 dropped, touched = 0, False
@@ -222,7 +223,7 @@ def advance(params: TimelineParams, state: dict, ready: list, now: int) -> Step:
         touched = applied = True
         if params.models:
             _follow(params, state, item, step)
-        if kind == EVENT and params.segments:
+        if kind == EVENT and (params.segments or params.patterns):
             _lift(params, state, payload, step)
         apply(params.profile, state["profile"], item)
         if not params.patterns or kind != EVENT:

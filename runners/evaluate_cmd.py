@@ -34,7 +34,7 @@ def lift(converted: int, entries: int, base_converted: int, base_entries: int) -
     """Rate, base rate, lift and its 95% interval (None where undefined).
 
     >>> lift(30, 100, 100, 1000)["lift"], lift(30, 100, 100, 1000)["ci95"]
-    (3.0, [2.1257, 4.2339])
+    (3.0, [2.1089, 4.2676])
     """
     rate = converted / entries if entries else None
     base = base_converted / base_entries if base_entries else None

@@ -159,8 +159,9 @@ def event_stream(patterns: list[str], step_ms: int) -> tuple[TestStream, int]:
     """The records of the files as a TestStream in event-time order, and their number.
 
     Records are added in steps of ``step_ms`` of event time, each step followed
-    by the watermark advancing to its end; records that will not decode come
-    first (they become dead letters either way).
+    by the watermark advancing to its end (through steps without records too);
+    records that will not decode come first (they become dead letters either
+    way).
     """
     timed = []
     for pattern in patterns:
@@ -176,11 +177,14 @@ def event_stream(patterns: list[str], step_ms: int) -> tuple[TestStream, int]:
         if step_end is not None and ts >= step_end:
             # Up to just before the next step: the DirectRunner fires a timer at T once the
             # watermark reaches T, so a record at exactly step_end would come too late.
-            stream = stream.add_elements(batch).advance_watermark_to(
-                Timestamp(micros=(step_end - 1) * 1000)
-            )
+            # Through quiet hours one step at a time, as a live watermark would move: what
+            # closes in them (sessions) comes out then, not all at once at the next record.
+            stream = stream.add_elements(batch)
+            while step_end <= ts:
+                stream = stream.advance_watermark_to(Timestamp(micros=(step_end - 1) * 1000))
+                step_end += step_ms
             batch = []
-        if step_end is None or ts >= step_end:
+        if step_end is None:
             step_end = (ts // step_ms + 1) * step_ms
         batch.append(TimestampedValue(raw, Timestamp(micros=ts * 1000)))
     if batch:
@@ -205,7 +209,7 @@ def wire(pipeline: beam.Pipeline, request: ReplayRequest, run_id: str = "") -> d
         request.config,
         request.key_source,
         request.streaming,
-        request.watermark_step_ms if request.streaming else 0,
+        2 * request.watermark_step_ms if request.streaming else 0,
     )
     ttl = request.config.redis.ttl_seconds()
     model_outputs = (outputs["scores"], outputs["model_summaries"], outputs["model_drifts"])

@@ -12,14 +12,15 @@
 -- then, for each companion key in order:
 --   kind ("list" | "zset" | "members"), TTL seconds, number M of items, then the items
 --   (list: M values, pushed in order; zset: M score/member pairs; members: the user,
---   the prefix of a segment's keys (mt:NS:segment:), then M name/joined-at/min-size
---   triples, sorted by name)
+--   the namespace's key prefix (mt:NS:), then M name/joined-at/min-size triples, sorted
+--   by name)
 --
 -- A "members" companion is the user's segment set (mt:NS:segments:USER). The user is
--- put in each segment's sorted set (score: joined at) and its ":seen" sorted set
--- (score: this version), taken out of the segments left, and the segment's ":meta" hash
--- gets its size and whether it is active (size >= min size). Members whose profile
--- expired (not seen for the TTL) are pruned from the segments this write touches.
+-- put in each segment's sorted set (mt:NS:segment:NAME, score: joined at) and its
+-- ":seen" sorted set (score: this version), taken out of the segments left, and the
+-- segment's ":meta" hash gets its size and whether it is active (size >= min size).
+-- Members whose profile key has expired are pruned from the segments this write
+-- touches, the least recently seen first, a few per write.
 --
 -- Returns 1 if written, 0 if the stored version is the same or newer (a stale or
 -- retried write changes nothing), 2 if the record holds data from before its user's
@@ -45,7 +46,7 @@ do
     local kind, m = ARGV[at], tonumber(ARGV[at + 2])
     at = at + 3
     if kind == 'members' then
-      local prefix = ARGV[at + 1]
+      local prefix = ARGV[at + 1] .. 'segment:'
       local names = redis.call('SMEMBERS', KEYS[k])
       for i = 0, m - 1 do
         table.insert(names, ARGV[at + 2 + 3 * i])
@@ -89,7 +90,8 @@ for k = 3, #KEYS do
     redis.call('DEL', KEYS[k])
   end
   if kind == 'members' then
-    local user, prefix = ARGV[at], ARGV[at + 1]
+    local user, ns = ARGV[at], ARGV[at + 1]
+    local prefix = ns .. 'segment:'
     at = at + 2
     local now = {}
     for i = 0, m - 1 do
@@ -116,12 +118,11 @@ for k = 3, #KEYS do
     at = at + 3 * m
     for _, entry in ipairs(touched) do
       local keys = segment_keys(prefix, entry[1])
-      if key_ttl > 0 then
-        local stale = redis.call('ZRANGEBYSCORE', keys[2], '-inf',
-                                 '(' .. (tonumber(ARGV[1]) - key_ttl * 1000), 'LIMIT', 0, 100)
-        for _, gone in ipairs(stale) do
-          redis.call('ZREM', keys[1], gone)
-          redis.call('ZREM', keys[2], gone)
+      for _, member in ipairs(redis.call('ZRANGE', keys[2], 0, 9)) do
+        if redis.call('EXISTS', ns .. 'profile:' .. member) == 0 then
+          redis.call('ZREM', keys[1], member)
+          redis.call('ZREM', keys[2], member)
+          redis.call('SREM', ns .. 'segments:' .. member, entry[1])
         end
       end
       local size = redis.call('ZCARD', keys[1])

@@ -144,7 +144,7 @@ def profile_write(
             ttl.get("profile", 0),
             len(members),
             user,
-            key(namespace, "segment", ""),
+            f"mt:{namespace}:",
         ]
         for name, joined in sorted(members.items()):
             args += [name, joined, min_sizes.get(name, 0)]

@@ -57,9 +57,13 @@ def test_memberships_follow_the_newest_profile(redis_url, namespace, redis_clien
 def test_members_whose_profile_expired_are_pruned(redis_url, namespace, redis_client):
     c = redis_client
     write(c, redis_url, namespace, ANN, 1_000, {"b": 1_000})
-    # Bob's profile is newer than Ann's by more than the profile TTL: Ann's key is gone.
-    write(c, redis_url, namespace, BOB, 1_000 + 3_601_000, {"b": 2_000})
+    write(c, redis_url, namespace, BOB, 2_000, {"b": 2_000})
+    assert set(members(c, namespace, "b")) == {ANN, BOB}
+    c.delete(f"mt:{namespace}:profile:{ANN}")  # as its TTL would
+    write(c, redis_url, namespace, BOB, 3_000, {"b": 2_000})
     assert members(c, namespace, "b") == {BOB: 2000.0}
+    assert meta(c, namespace, "b")["size"] == "1"
+    assert c.smembers(f"mt:{namespace}:segments:{ANN}") == set()
 
 
 def test_erasure_takes_the_user_out_of_every_segment(redis_url, namespace, redis_client):
