@@ -232,10 +232,3 @@ def _text(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
-
-
-def leave_all(members: dict[str, int], user: str, at: int, why: str) -> list[dict]:
-    """Exit changes for every membership (``why`` is the rule id); empties ``members``."""
-    changes = [_change(user, name, EXIT, at, why, None, {}) for name in sorted(members)]
-    members.clear()
-    return changes

@@ -122,6 +122,7 @@ def format_report(found: dict) -> str:
 def run(args, redis_url: str, config, key_source) -> int:
     import redis
 
+    from models.timeline import MODELS
     from runners import replay
 
     if not config.models.enabled:
@@ -157,6 +158,3 @@ def run(args, redis_url: str, config, key_source) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(found, indent=2) + "\n")
     return 0
-
-
-MODELS = ("purchase_intent", "churn_risk", "clusters")

@@ -41,6 +41,7 @@ from apache_beam.transforms.window import GlobalWindows
 
 from models import learning
 from transforms import ordering
+from transforms.metrics import Counters
 
 NAMESPACE = "microtarget"
 SUMMARIES = "summaries"
@@ -75,13 +76,7 @@ class _LearnFn(beam.DoFn):
         # while an item at exactly T may still come (the watermark promises only < T).
         self._lateness = allowed_lateness_ms + 1
         self._late = beam.metrics.Metrics.counter(NAMESPACE, "model_inputs_late")
-        self._counters: dict = {}
-
-    def _count(self, name: str, n: int) -> None:
-        counter = self._counters.get(name)
-        if counter is None:
-            counter = self._counters[name] = beam.metrics.Metrics.counter(NAMESPACE, name)
-        counter.inc(n)
+        self._counts = Counters()
 
     def process(
         self,
@@ -115,11 +110,11 @@ class _LearnFn(beam.DoFn):
         scores, drifts = learning.feed(learner, [item for _, item in ready])
         model.write(learner)
         examples = sum(1 for _, item in ready if item["kind"] == learning.EXAMPLE)
-        self._count(f"model_updates.{key}", examples)
-        self._count(f"model_scores.{key}", len(scores))
+        self._counts.inc(f"model_updates.{key}", examples)
+        self._counts.inc(f"model_scores.{key}", len(scores))
         yield from scores
         for event in drifts:
-            self._count(f"model_drifts.{key}", 1)
+            self._counts.inc(f"model_drifts.{key}", 1)
             yield beam.pvalue.TaggedOutput(DRIFTS, event)
         summary = learner.summary()
         report_metrics(summary)
@@ -131,20 +126,19 @@ class _LearnAllFn(beam.DoFn):
 
     def __init__(self, specs: dict[str, learning.ModelSpec]):
         self._specs = dict(specs)
-        self._counters: dict = {}
+        self._counts = Counters()
 
     def process(self, grouped):
         name, items = grouped
         learner = learning.new_model(self._specs[name])
         scores, drifts = learning.feed(learner, [item for _, item in items])
-        examples = learner.summary()["samples"]
-        beam.metrics.Metrics.counter(NAMESPACE, f"model_updates.{name}").inc(examples)
-        beam.metrics.Metrics.counter(NAMESPACE, f"model_scores.{name}").inc(len(scores))
+        summary = learner.summary()
+        self._counts.inc(f"model_updates.{name}", summary["samples"])
+        self._counts.inc(f"model_scores.{name}", len(scores))
+        self._counts.inc(f"model_drifts.{name}", len(drifts))
         yield from scores
         for event in drifts:
-            beam.metrics.Metrics.counter(NAMESPACE, f"model_drifts.{name}").inc()
             yield beam.pvalue.TaggedOutput(DRIFTS, event)
-        summary = learner.summary()
         report_metrics(summary)
         yield beam.pvalue.TaggedOutput(SUMMARIES, summary)
 

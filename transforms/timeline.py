@@ -75,6 +75,7 @@ from models import profile as prof
 from models.patterns import PatternSpec, compile_pattern
 from models.segments import SegmentSpec, compile_segments
 from transforms import ordering
+from transforms.metrics import Counters
 
 NAMESPACE = "microtarget"
 DEAD_LETTERS = "dead_letters"
@@ -107,7 +108,7 @@ class _TimelineFn(beam.DoFn):
         self._segment_specs = dict(segment_specs or {})
         self._lateness = allowed_lateness_ms
         self._retention = retention_ms
-        self._counters: dict = {}
+        self._counts = Counters()
         self._profiles = beam.metrics.Metrics.counter(NAMESPACE, "profiles")
         self._expired = beam.metrics.Metrics.counter(NAMESPACE, "profiles_expired")
         self._late = beam.metrics.Metrics.counter(NAMESPACE, "late")
@@ -147,7 +148,7 @@ class _TimelineFn(beam.DoFn):
         user.write(state)
         cleanup.set(ordering.at(timeline.expires_at(self._params, state)))
         for name, n in step.counts.items():
-            self._count(name, n)
+            self._counts.inc(name, n)
         for erasure in step.erasures:
             yield beam.pvalue.TaggedOutput(ERASURES, erasure)
 
@@ -203,7 +204,7 @@ class _TimelineFn(beam.DoFn):
             deadline.set(ordering.at(step.deadline + self._lateness))
         cleanup.set(ordering.at(timeline.expires_at(self._params, state)))
         for name, n in step.counts.items():
-            self._count(name, n)
+            self._counts.inc(name, n)
         for erasure in step.erasures:
             yield beam.pvalue.TaggedOutput(ERASURES, erasure)
         if step.snapshot is not None:
@@ -214,12 +215,6 @@ class _TimelineFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(MODEL_INPUTS, model_input)
         for trigger in step.triggers:
             yield beam.pvalue.TaggedOutput(TRIGGERS, trigger)
-
-    def _count(self, name: str, n: int) -> None:
-        counter = self._counters.get(name)
-        if counter is None:
-            counter = self._counters[name] = beam.metrics.Metrics.counter(NAMESPACE, name)
-        counter.inc(n)
 
     @userstate.on_timer(CLEANUP)
     def on_cleanup(
