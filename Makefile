@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   := build/demo
 
-.PHONY: setup system-deps demo demo-stop test test-fast lint format bench clean
+.PHONY: setup system-deps jvm-deps kafka-up kafka-down flink-up flink-down demo demo-stop test test-fast lint format bench clean
 
 setup: $(STAMP)
 
@@ -18,6 +18,23 @@ system-deps:
 	@test -x $(TLS_REDIS) || $(APT) install redis-tools >/dev/null \
 	    || ($(SUDO) apt-get update -q >/dev/null && $(APT) install redis-tools >/dev/null)
 	@test -x $(TLS_REDIS)
+
+# The Java programs (Kafka broker, Beam's Flink job server, a standalone Flink cluster):
+# jars copied with mvn from runners/jvm/*/pom.xml into build/jvm (quick once cached).
+jvm-deps: setup
+	$(BIN)/python -m runners.jvm fetch
+
+kafka-up: jvm-deps
+	$(BIN)/microtarget kafka up
+
+kafka-down: setup
+	$(BIN)/microtarget kafka down
+
+flink-up: jvm-deps
+	$(BIN)/microtarget flink up
+
+flink-down: setup
+	$(BIN)/microtarget flink down
 
 $(STAMP): requirements.txt requirements-dev.txt setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,12 +58,12 @@ demo: setup
 demo-stop: setup
 	$(BIN)/microtarget redis stop
 
-test: setup system-deps
+test: setup system-deps jvm-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q -ra
 
-test-fast: setup system-deps
+test-fast: setup system-deps jvm-deps
 	$(BIN)/python -m pytest -q -ra -m "not slow"
 
 lint: setup

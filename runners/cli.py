@@ -18,7 +18,7 @@ from pathlib import Path
 
 from models.durations import parse_duration
 from pipelines.config import ConfigError, load_config
-from runners import DEFAULT_HOME, generate_cmd, import_cmd
+from runners import DEFAULT_HOME, generate_cmd, import_cmd, kafka_cmd
 
 EMBEDDED_DIR = DEFAULT_HOME / "redis"
 
@@ -116,6 +116,40 @@ def _replay(args) -> int:
         path = Path(args.summary_json)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(summary, indent=2) + "\n")
+    return 0
+
+
+def _run(args) -> int:
+    found = _config_and_key(args)
+    if found is None:
+        return 2
+    config, source = found
+    from runners import live, replay
+
+    request = live.RunRequest(
+        source=args.source,
+        redis_url=_redis_url(args),
+        runner=args.runner,
+        flink_master=args.flink_master,
+        parallelism=args.parallelism,
+        checkpoint_interval_ms=args.checkpoint_interval,
+        sink=args.sink,
+        namespace=args.namespace,
+        config=config,
+        dead_letters_dir=args.dead_letters,
+        group_id=args.group_id or "",
+        duration_s=args.duration / 1000 if args.duration else None,
+        job_endpoint=args.job_endpoint,
+        expansion_service=args.expansion_service,
+        beam_args=args.beam_args,
+        key_source=source,
+    )
+    try:
+        summary = live.run(request)
+    except replay.InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(replay.format_summary(summary))
     return 0
 
 
@@ -282,6 +316,21 @@ def _duration(text: str) -> int:
     return millis
 
 
+def _flink(args) -> int:
+    from runners import flink_cluster
+
+    directory = DEFAULT_HOME / "flink-cluster"
+    if args.action == "down":
+        print("stopped" if flink_cluster.stop_embedded(directory) else "not running")
+        return 0
+    if args.action == "url" and not (directory / "rest.port").exists():
+        print("not running (microtarget flink up starts it)", file=sys.stderr)
+        return 1
+    rest = flink_cluster.ensure_embedded(directory)
+    print(f"Flink cluster: http://{rest} (submit with: microtarget run --flink-master {rest} ...)")
+    return 0
+
+
 def _redis(args) -> int:
     from runners.local_redis import ensure_embedded, stop_embedded
 
@@ -381,6 +430,58 @@ def parser() -> argparse.ArgumentParser:
     _add_key_flags(replay)
     replay.set_defaults(func=_replay)
 
+    run = sub.add_parser(
+        "run",
+        help="run live: read a Kafka topic on Flink (or Dataflow), write Redis and a topic",
+        epilog="Beam pipeline flags go after a bare `--`, e.g. -- --environment_type=EXTERNAL",
+    )
+    run.add_argument("--source", required=True, metavar="kafka://HOST:PORT/TOPIC")
+    run.add_argument("--runner", choices=["flink", "portable", "dataflow"], default="flink")
+    run.add_argument(
+        "--flink-master",
+        default="[local]",
+        help="[local] (an embedded mini-cluster, the default) or a cluster's REST HOST:PORT",
+    )
+    run.add_argument("--parallelism", type=int, default=1)
+    run.add_argument(
+        "--checkpoint-interval",
+        type=_duration,
+        default="10s",
+        help="Flink checkpoint interval (default: %(default)s)",
+    )
+    run.add_argument(
+        "--sink",
+        default=None,
+        metavar="kafka://HOST:PORT/TOPIC",
+        help="also publish triggers and segment changes to this Kafka topic",
+    )
+    _add_redis_flags(run)
+    run.add_argument("--config", default=None, help="YAML config (see examples/config.yaml)")
+    run.add_argument(
+        "--dead-letters",
+        default=str(DEFAULT_HOME / "dead-letters"),
+        help="folder for dead-letter JSON lines (default: %(default)s)",
+    )
+    run.add_argument(
+        "--group-id",
+        default=None,
+        help="Kafka consumer group: offsets are committed with checkpoints and a restart "
+        "goes on from them (default: none, read from the earliest offset)",
+    )
+    run.add_argument(
+        "--duration", type=_duration, default=None, help="stop after this long (e.g. 10m)"
+    )
+    run.add_argument(
+        "--job-endpoint", default=None, help="a running Beam job server (HOST:PORT) to submit to"
+    )
+    run.add_argument(
+        "--expansion-service",
+        default=None,
+        help="a running Java expansion service (HOST:PORT) for Kafka IO",
+    )
+    _add_key_flags(run)
+    run.set_defaults(func=_run)
+
     triggers = sub.add_parser("triggers", help="print the published triggers")
     _add_redis_flags(triggers)
     triggers.add_argument("--json", action="store_true", help="one trigger object per line")
@@ -434,12 +535,19 @@ def parser() -> argparse.ArgumentParser:
     _add_key_flags(pseudo)
     pseudo.set_defaults(func=_pseudonym)
 
+    flink = sub.add_parser(
+        "flink", help="a local standalone Flink cluster: start it, stop it, print its address"
+    )
+    flink.add_argument("action", choices=["up", "down", "url"])
+    flink.set_defaults(func=_flink)
+
     redis_cmd = sub.add_parser("redis", help="the embedded Redis: print its URL, or stop it")
     redis_cmd.add_argument("action", choices=["url", "stop"])
     redis_cmd.set_defaults(func=_redis)
 
     import_cmd.register(sub)
     generate_cmd.register(sub)
+    kafka_cmd.register(sub)
     return top
 
 

@@ -211,46 +211,70 @@ def wire(pipeline: beam.Pipeline, request: ReplayRequest, run_id: str = "") -> d
         request.streaming,
         2 * request.watermark_step_ms if request.streaming else 0,
     )
-    ttl = request.config.redis.ttl_seconds()
-    model_outputs = (outputs["scores"], outputs["model_summaries"], outputs["model_drifts"])
-    _ = model_outputs | "WriteModelOutputs" >> WriteModelOutputs(
-        request.redis_url, request.namespace, ttl
-    )
-    _ = outputs["erasures"] | "EraseUsers" >> EraseUsers(
-        request.redis_url, request.namespace, ttl["erased"]
-    )
-    min_sizes = {name: spec.min_size for name, spec in request.config.segments.items()}
-    _ = outputs["profiles"] | "WriteProfilesToRedis" >> WriteProfilesToRedis(
-        request.redis_url, request.namespace, ttl, min_sizes
-    )
-    _ = outputs["trending"] | "WriteTrendingToRedis" >> WriteTrendingToRedis(
-        request.redis_url, request.namespace, ttl
-    )
-    triggers = request.config.triggers
-    _ = outputs["segment_changes"] | "WriteSegmentChanges" >> WriteSegmentChanges(
-        request.redis_url, request.namespace, ttl["triggers"], triggers.stream_maxlen
-    )
-    _ = outputs["triggers"] | "WriteTriggers" >> WriteTriggers(
+    attach_sinks(
+        outputs,
+        request.config,
         request.redis_url,
         request.namespace,
+        dead_letters_prefix(request.dead_letters_dir, run_id if request.streaming else None),
+        request.streaming,
+    )
+    return {**outputs, "records": records}
+
+
+def dead_letters_prefix(folder: str, run_id: str | None) -> str:
+    """Where dead letters go: ``dead-letters`` (batch) or ``dead-letters-RUN_ID`` (streams)."""
+    return str(Path(folder) / (f"dead-letters-{run_id}" if run_id else "dead-letters"))
+
+
+def attach_sinks(
+    outputs: dict,
+    config: Config,
+    redis_url: str,
+    namespace: str,
+    letters_prefix: str,
+    streaming: bool,
+    mirror=None,
+) -> None:
+    """The sinks of every run: Redis, the topics, dead-letter files.
+
+    ``mirror``: a ``transforms.kafka.KafkaTopicSink`` that also gets the
+    triggers and segment changes published on the Redis topics.
+    """
+    ttl = config.redis.ttl_seconds()
+    model_outputs = (outputs["scores"], outputs["model_summaries"], outputs["model_drifts"])
+    _ = model_outputs | "WriteModelOutputs" >> WriteModelOutputs(redis_url, namespace, ttl)
+    _ = outputs["erasures"] | "EraseUsers" >> EraseUsers(redis_url, namespace, ttl["erased"])
+    min_sizes = {name: spec.min_size for name, spec in config.segments.items()}
+    _ = outputs["profiles"] | "WriteProfilesToRedis" >> WriteProfilesToRedis(
+        redis_url, namespace, ttl, min_sizes
+    )
+    _ = outputs["trending"] | "WriteTrendingToRedis" >> WriteTrendingToRedis(
+        redis_url, namespace, ttl
+    )
+    triggers = config.triggers
+    _ = outputs["segment_changes"] | "WriteSegmentChanges" >> WriteSegmentChanges(
+        redis_url, namespace, ttl["triggers"], triggers.stream_maxlen, mirror
+    )
+    _ = outputs["triggers"] | "WriteTriggers" >> WriteTriggers(
+        redis_url,
+        namespace,
         ttl.get("triggers", 0),
         triggers.log_size,
         TopicSink(maxlen=triggers.stream_maxlen),
+        mirror,
     )
-    name = f"dead-letters-{run_id}" if request.streaming else "dead-letters"
-    prefix = str(Path(request.dead_letters_dir) / name)
     _ = (
         outputs["dead_letters"]
         | "CountDeadLetters" >> beam.ParDo(_Count("dead_letters"))
         | "DeadLetterJson" >> beam.Map(_dead_letter_json)
         | "WriteDeadLetters"
         >> (
-            beam.ParDo(_AppendLines(prefix, ".jsonl"))
-            if request.streaming
-            else beam.io.WriteToText(prefix, file_name_suffix=".jsonl")
+            beam.ParDo(_AppendLines(letters_prefix, ".jsonl"))
+            if streaming
+            else beam.io.WriteToText(letters_prefix, file_name_suffix=".jsonl")
         )
     )
-    return {**outputs, "records": records}
 
 
 def counters(result) -> dict[str, int]:

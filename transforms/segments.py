@@ -30,11 +30,14 @@ def topic_key(namespace: str) -> str:
 
 
 class _PublishChangesFn(BatchedRedisFn):
-    def __init__(self, url: str, namespace: str, ttl_seconds: int, maxlen: int):
+    def __init__(self, url: str, namespace: str, ttl_seconds: int, maxlen: int, mirror=None):
         super().__init__(url, SCRIPT)
         self._namespace = namespace
         self._ttl = ttl_seconds
         self._maxlen = maxlen
+        self._mirror = mirror
+        self._mirrored = beam.metrics.Metrics.counter(NAMESPACE, "segment_changes_mirrored")
+        self._unmirrored = beam.metrics.Metrics.counter(NAMESPACE, "segment_changes_not_mirrored")
         self._published = beam.metrics.Metrics.counter(NAMESPACE, "segment_changes_published")
         self._erased = beam.metrics.Metrics.counter(NAMESPACE, "segment_changes_refused_erased")
 
@@ -56,14 +59,26 @@ class _PublishChangesFn(BatchedRedisFn):
         results = run_batch(self._client, self._script, calls, self._url)
         self._published.inc(sum(1 for result in results if result == 1))
         self._erased.inc(sum(1 for result in results if result == 2))
+        if self._mirror is not None:
+            messages = [
+                (change["change_id"], canonical_json(change))
+                for change, result in zip(batch, results)
+                if result == 1
+            ]
+            if messages:
+                failed = self._mirror.publish(messages, kind="segment_change")
+                self._mirrored.inc(len(messages) - failed)
+                self._unmirrored.inc(failed)
 
 
 class WriteSegmentChanges(beam.PTransform):
-    """Segment changes -> ``mt:NS:topic:segments``, each once."""
+    """Segment changes -> ``mt:NS:topic:segments``, each once (and to ``mirror``, if given)."""
 
-    def __init__(self, url: str, namespace: str, ttl_seconds: int, maxlen: int = 100_000):
+    def __init__(
+        self, url: str, namespace: str, ttl_seconds: int, maxlen: int = 100_000, mirror=None
+    ):
         super().__init__()
-        self._fn = _PublishChangesFn(url, namespace, ttl_seconds, maxlen)
+        self._fn = _PublishChangesFn(url, namespace, ttl_seconds, maxlen, mirror)
 
     def expand(self, changes):
         return changes | "Publish" >> beam.ParDo(self._fn)

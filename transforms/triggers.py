@@ -65,12 +65,17 @@ class _PublishFn(BatchedRedisFn):
 
     flush_every = FLUSH_EVERY
 
-    def __init__(self, url: str, namespace: str, ttl_seconds: int, log_size: int, topic):
+    def __init__(
+        self, url: str, namespace: str, ttl_seconds: int, log_size: int, topic, mirror=None
+    ):
         super().__init__(url, SCRIPT)
         self._namespace = namespace
         self._ttl = ttl_seconds
         self._log_size = log_size
         self._topic = topic
+        self._mirror = mirror
+        self._mirrored = beam.metrics.Metrics.counter(NAMESPACE, "triggers_mirrored")
+        self._unmirrored = beam.metrics.Metrics.counter(NAMESPACE, "triggers_not_mirrored")
         self._published = beam.metrics.Metrics.counter(NAMESPACE, "triggers_published")
         self._repeated = beam.metrics.Metrics.counter(NAMESPACE, "triggers_already_published")
         self._erased = beam.metrics.Metrics.counter(NAMESPACE, "triggers_refused_erased")
@@ -97,14 +102,21 @@ class _PublishFn(BatchedRedisFn):
         self._published.inc(sum(1 for t in fresh if not t["holdout"]))
         self._erased.inc(erased)
         self._repeated.inc(len(batch) - len(fresh) - erased)
+        messages = [(t["trigger_id"], canonical_json(t)) for t in fresh if not t["holdout"]]
         if stream is None:
-            self._topic.publish(
-                [(t["trigger_id"], canonical_json(t)) for t in fresh if not t["holdout"]]
-            )
+            self._topic.publish(messages)
+        if self._mirror is not None and messages:
+            failed = self._mirror.publish(messages, kind="trigger")
+            self._mirrored.inc(len(messages) - failed)
+            self._unmirrored.inc(failed)
 
 
 class WriteTriggers(beam.PTransform):
-    """Triggers -> the user's trigger log in Redis and, unless held out, the topic."""
+    """Triggers -> the user's trigger log in Redis and, unless held out, the topic.
+
+    ``mirror`` (``transforms.kafka.KafkaTopicSink``): a Kafka topic that also gets
+    every trigger the topic got, after the guard let it through.
+    """
 
     def __init__(
         self,
@@ -113,9 +125,10 @@ class WriteTriggers(beam.PTransform):
         ttl_seconds: int,
         log_size: int = 50,
         topic: TopicSink | None = None,
+        mirror=None,
     ):
         super().__init__()
-        self._fn = _PublishFn(url, namespace, ttl_seconds, log_size, topic or TopicSink())
+        self._fn = _PublishFn(url, namespace, ttl_seconds, log_size, topic or TopicSink(), mirror)
 
     def expand(self, triggers):
         return triggers | "Publish" >> beam.ParDo(self._fn)

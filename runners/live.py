@@ -1,0 +1,241 @@
+"""Run the pipeline live: Kafka in, Redis and a Kafka topic out, on Flink (or Dataflow).
+
+``microtarget run --source kafka://HOST:PORT/TOPIC --runner flink`` starts the
+pieces Beam needs on this machine (``runners.flink``: a Java expansion service
+for Kafka IO and Beam's Flink job server, with ``--flink-master [local]`` an
+embedded Flink mini-cluster, or a cluster's REST address), submits the same
+graph as ``replay`` (``pipelines.personalize.build``) in streaming mode, and
+keeps running until it is interrupted (Ctrl-C or SIGTERM cancel the job) or
+``--duration`` has passed. Python workers run in LOOPBACK mode, inside this
+process; give ``-- --environment_type=EXTERNAL --environment_config=HOST:PORT``
+for a worker pool elsewhere.
+
+Profiles, segments, scores and the Redis topics are written as in a replay;
+``--sink kafka://HOST:PORT/TOPIC`` also mirrors triggers and segment changes
+to that Kafka topic (``transforms.kafka``). Dead letters go to JSON lines
+files in ``--dead-letters`` on the machine that runs the Python workers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions, PortableOptions, StandardOptions
+from apache_beam.runners.runner import PipelineState
+
+from pipelines import personalize
+from pipelines.config import Config
+from pipelines.keys import KeySource
+from runners import DEFAULT_HOME, replay
+from runners.replay import InputError
+from transforms.kafka import KafkaTopicSink, KafkaUrlError, ReadFromKafkaTopic, parse_url
+
+log = logging.getLogger(__name__)
+RUNNERS = ("flink", "portable", "dataflow")
+DEFAULT_CHECKPOINT_MS = 10_000
+
+
+class FlinkOptions(PipelineOptions):
+    """Flink options Beam Python does not declare (declared, they reach the job server)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument(
+            "--checkpointing_interval",
+            type=int,
+            default=None,
+            help="Flink checkpoint interval in ms (-1: off).",
+        )
+        parser.add_argument(
+            "--state_backend",
+            default=None,
+            help="hashmap state on the heap with checkpoints in files ('filesystem'), "
+            "or 'rocksdb' (needs its jar on the job server).",
+        )
+        parser.add_argument(
+            "--state_backend_storage_path",
+            default=None,
+            help="Where checkpoints go (file:///..., hdfs://..., s3://...).",
+        )
+        parser.add_argument("--min_pause_between_checkpoints", type=int, default=None)
+        parser.add_argument("--max_bundle_size", type=int, default=None)
+        parser.add_argument("--max_bundle_time_mills", type=int, default=None)
+        parser.add_argument("--auto_watermark_interval", type=int, default=None)
+
+
+@dataclass
+class RunRequest:
+    """What to read, where to run and where to write."""
+
+    source: str
+    redis_url: str
+    runner: str = "flink"
+    flink_master: str = "[local]"
+    parallelism: int = 1
+    checkpoint_interval_ms: int = DEFAULT_CHECKPOINT_MS
+    sink: str | None = None
+    namespace: str = "default"
+    config: Config = field(default_factory=Config)
+    dead_letters_dir: str = str(DEFAULT_HOME / "dead-letters")
+    group_id: str = ""
+    duration_s: float | None = None
+    job_endpoint: str | None = None
+    expansion_service: str | None = None
+    beam_args: list[str] = field(default_factory=list)
+    key_source: KeySource | None = None
+    work_dir: str = str(DEFAULT_HOME / "flink")
+
+
+def check_topic(bootstrap: str, topic: str, option: str) -> None:
+    """Fail before the pipeline starts if the broker or the topic is not there."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    try:
+        topics = admin.list_topics(topic=topic, timeout=10).topics
+    except Exception as exc:  # KafkaException: broker unreachable
+        raise InputError(f"cannot reach Kafka at {option} {bootstrap}: {exc}") from None
+    found = topics.get(topic)
+    if found is None or found.error is not None:
+        raise InputError(f"{option}: topic {topic!r} does not exist on {bootstrap}")
+
+
+def check(request: RunRequest) -> tuple[tuple[str, str], tuple[str, str] | None]:
+    """Every check that can fail before anything starts; the parsed source and sink."""
+    if request.runner not in RUNNERS:
+        raise InputError(f"--runner {request.runner!r} is not one of {', '.join(RUNNERS)}")
+    if request.parallelism < 1:
+        raise InputError(f"--parallelism must be at least 1, not {request.parallelism}")
+    if request.runner == "portable" and not request.job_endpoint:
+        raise InputError("--runner portable needs --job-endpoint HOST:PORT")
+    try:
+        source = parse_url(request.source, "--source")
+        sink = parse_url(request.sink, "--sink") if request.sink else None
+    except KafkaUrlError as exc:
+        raise InputError(str(exc)) from None
+    if request.key_source is None:
+        raise InputError("no pseudonym key source (pipelines.keys.resolve gives one)")
+    request.config.geo_table()
+    replay.check_redis(request.redis_url)
+    check_topic(*source, "--source")
+    if sink is not None:
+        check_topic(*sink, "--sink")
+    return source, sink
+
+
+def build(pipeline: beam.Pipeline, request: RunRequest, source, sink, expansion: str, run_id):
+    """Kafka source, the graph and every sink, on ``pipeline``."""
+    bootstrap, topic = source
+    raw = pipeline | "ReadKafka" >> ReadFromKafkaTopic(
+        bootstrap, topic, expansion, request.group_id
+    )
+    outputs = personalize.build(raw, request.config, request.key_source, streaming=True)
+    replay.attach_sinks(
+        outputs,
+        request.config,
+        request.redis_url,
+        request.namespace,
+        replay.dead_letters_prefix(request.dead_letters_dir, run_id),
+        True,
+        KafkaTopicSink(*sink) if sink else None,
+    )
+    return outputs
+
+
+def _options(request: RunRequest, job_endpoint: str | None, work: Path) -> PipelineOptions:
+    args = list(request.beam_args)
+    options = PipelineOptions(args)
+    standard = options.view_as(StandardOptions)
+    standard.streaming = True
+    if request.runner == "dataflow":
+        standard.runner = "DataflowRunner"
+        return options
+    standard.runner = "PortableRunner"
+    portable = options.view_as(PortableOptions)
+    portable.job_endpoint = job_endpoint
+    if not portable.environment_type:
+        portable.environment_type = "LOOPBACK"
+    flink = options.view_as(FlinkOptions)
+    flink.checkpointing_interval = request.checkpoint_interval_ms
+    # Checkpoints to files: the default keeps them in the job manager's memory, capped
+    # at 5 MB, and a profile store outgrows that within minutes.
+    flink.state_backend = flink.state_backend or "filesystem"
+    if not flink.state_backend_storage_path:
+        flink.state_backend_storage_path = (work / "checkpoints").resolve().as_uri()
+    from apache_beam.options.pipeline_options import FlinkRunnerOptions
+
+    options.view_as(FlinkRunnerOptions).parallelism = request.parallelism
+    return options
+
+
+class _Stop(Exception):
+    pass
+
+
+def _raise_stop(_signum, _frame):
+    raise _Stop
+
+
+def run(request: RunRequest, on_running=None) -> dict:
+    """Run until interrupted or ``duration_s`` has passed; returns what happened.
+
+    ``on_running(result)`` is called once the job is submitted (tests use it).
+    """
+    source, sink = check(request)
+    run_id = uuid.uuid4().hex[:12]
+    work = Path(request.work_dir) / run_id
+    services = []
+    state = "UNKNOWN"
+    started = time.monotonic()
+    previous = signal.getsignal(signal.SIGTERM)
+    with contextlib.ExitStack() as stack:
+        expansion = request.expansion_service
+        job_endpoint = request.job_endpoint
+        if request.runner != "dataflow":
+            from runners.flink import ExpansionService, FlinkJobServer
+
+            if expansion is None:
+                service = stack.enter_context(ExpansionService(work))
+                services.append(service.name)
+                expansion = service.endpoint
+            if job_endpoint is None:
+                server = FlinkJobServer(work, request.flink_master)
+                stack.enter_context(server)
+                services.append(server.name)
+                job_endpoint = server.endpoint
+        options = _options(request, job_endpoint, work)
+        pipeline = beam.Pipeline(options=options)
+        build(pipeline, request, source, sink, expansion, run_id)
+        result = pipeline.run()
+        try:
+            signal.signal(signal.SIGTERM, _raise_stop)
+            if on_running is not None:
+                on_running(result)
+            millis = None if request.duration_s is None else int(request.duration_s * 1000)
+            result.wait_until_finish(duration=millis)
+            state = str(result.state)
+        except (KeyboardInterrupt, _Stop):
+            state = "INTERRUPTED"
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            if not PipelineState.is_terminal(result.state):
+                with contextlib.suppress(Exception):
+                    result.cancel()
+                state = f"{state} (cancelled)"
+    return {
+        "run_id": run_id,
+        "runner": request.runner,
+        "flink_master": request.flink_master if request.runner != "dataflow" else None,
+        "source": request.source,
+        "sink": request.sink,
+        "state": state,
+        "wall_seconds": round(time.monotonic() - started, 3),
+        "services_started": services,
+    }
