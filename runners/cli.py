@@ -132,6 +132,7 @@ def _run(args) -> int:
         runner=args.runner,
         flink_master=args.flink_master,
         parallelism=args.parallelism,
+        worker_pool=args.worker_pool,
         checkpoint_interval_ms=args.checkpoint_interval,
         sink=args.sink,
         namespace=args.namespace,
@@ -149,7 +150,11 @@ def _run(args) -> int:
     except replay.InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    error = summary.pop("error")
     print(replay.format_summary(summary))
+    if error:
+        print(f"error: the job failed: {error[-2000:]}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -443,6 +448,12 @@ def parser() -> argparse.ArgumentParser:
         help="[local] (an embedded mini-cluster, the default) or a cluster's REST HOST:PORT",
     )
     run.add_argument("--parallelism", type=int, default=1)
+    run.add_argument(
+        "--worker-pool",
+        action="store_true",
+        help="Python workers in processes of their own (a Beam worker pool started here), "
+        "so that --parallelism above 1 uses more than one core (default: in this process)",
+    )
     run.add_argument(
         "--checkpoint-interval",
         type=_duration,

@@ -28,6 +28,23 @@ from runners.local_redis import free_port
 START_TIMEOUT_S = 90.0
 
 
+def _wait_listening(service, name: str, log: Path) -> None:
+    """Wait until ``service.process`` listens on its port; stop it and raise if it does not."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if service.process.poll() is not None:
+            code = service.process.returncode
+            service.process = None
+            raise RuntimeError(f"{name} exited with {code}: {_tail(log)}")
+        with socket.socket() as sock:
+            sock.settimeout(0.5)
+            if sock.connect_ex(("127.0.0.1", service.port)) == 0:
+                return
+        time.sleep(0.2)
+    service.stop()
+    raise RuntimeError(f"{name} not listening on {service.endpoint} after {START_TIMEOUT_S} s")
+
+
 class JavaService:
     """A Java main class on the Flink jars' classpath, listening on 127.0.0.1:``port``."""
 
@@ -63,21 +80,8 @@ class JavaService:
             self.process = subprocess.Popen(
                 command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
             )
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                code = self.process.returncode
-                self.process = None
-                raise RuntimeError(f"{self.name} exited with {code}: {_tail(log)}")
-            with socket.socket() as sock:
-                sock.settimeout(0.5)
-                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return self
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(
-            f"{self.name} not listening on {self.endpoint} after {START_TIMEOUT_S} s"
-        )
+        _wait_listening(self, self.name, log)
+        return self
 
     def stop(self) -> None:
         if self.process is not None:
@@ -92,18 +96,26 @@ class JavaService:
 
 
 class ExpansionService(JavaService):
-    """Expands Java transforms (Kafka IO) to run in the EMBEDDED environment.
+    """Expands Java transforms (Kafka IO).
 
-    ``use_deprecated_read`` expands ``KafkaIO.Read`` to the unbounded-source
-    read that the Flink runner translates natively (its watermark follows the
-    records' CreateTime and, once caught up, the wall clock); the SDF read of
-    Beam 2.56 on the portable Flink runner read nothing in a trial here.
+    For Flink (``embedded``): the transforms run in the EMBEDDED environment,
+    inside the Flink task, and ``use_deprecated_read`` expands ``KafkaIO.Read``
+    to the unbounded-source read that the Flink runner translates natively (its
+    watermark follows the records' CreateTime and, once caught up, the wall
+    clock); the SDF read of Beam 2.56 on the portable Flink runner read nothing
+    in a trial here. For Dataflow: Beam's default Java SDK container.
     """
 
     main_class = "org.apache.beam.sdk.expansion.service.ExpansionService"
     name = "expansion-service"
 
+    def __init__(self, log_dir: str | Path, embedded: bool = True, **kwargs):
+        super().__init__(log_dir, **kwargs)
+        self.embedded = embedded
+
     def arguments(self) -> list[str]:
+        if not self.embedded:
+            return [str(self.port)]
         return [
             str(self.port),
             "--defaultEnvironmentType=EMBEDDED",
@@ -131,3 +143,65 @@ class FlinkJobServer(JavaService):
             f"--flink-master={self.flink_master}",
             f"--artifacts-dir={self.log_dir / 'artifacts'}",
         ]
+
+
+class WorkerPool:
+    """Beam's Python worker pool: each Flink task slot gets a worker process of its own.
+
+    LOOPBACK workers share this process and its interpreter lock, so a
+    parallelism above 1 gains nothing; with the pool (EXTERNAL environment)
+    each parallel instance runs in its own Python process. Stopped with its
+    workers (its own process group) by PID.
+    """
+
+    def __init__(self, log_dir: str | Path, port: int | None = None):
+        self.log_dir = Path(log_dir)
+        self.port = port or free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> WorkerPool:
+        import sys
+
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_dir / "worker-pool.log", "ab") as out:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "apache_beam.runners.worker.worker_pool_main",
+                    f"--service_port={self.port}",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # its workers join its process group
+            )
+        _wait_listening(self, "worker pool", self.log_dir / "worker-pool.log")
+        return self
+
+    def stop(self) -> None:
+        import contextlib
+        import os
+        import signal
+
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)  # the pool and its workers
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self.process = None
+
+    def __enter__(self) -> WorkerPool:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

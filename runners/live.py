@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -91,6 +92,7 @@ class RunRequest:
     beam_args: list[str] = field(default_factory=list)
     key_source: KeySource | None = None
     work_dir: str = str(DEFAULT_HOME / "flink")
+    worker_pool: bool = False
 
 
 def check_topic(bootstrap: str, topic: str, option: str) -> None:
@@ -186,6 +188,9 @@ def _raise_stop(_signum, _frame):
 def run(request: RunRequest, on_running=None) -> dict:
     """Run until interrupted or ``duration_s`` has passed; returns what happened.
 
+    ``state`` says how the job ended (``... (cancelled)`` when this process
+    cancelled it); ``error`` is the failure's message if it failed.
+
     ``on_running(result)`` is called once the job is submitted (tests use it).
     """
     source, sink = check(request)
@@ -193,38 +198,64 @@ def run(request: RunRequest, on_running=None) -> dict:
     work = Path(request.work_dir) / run_id
     services = []
     state = "UNKNOWN"
+    error = None
     started = time.monotonic()
-    previous = signal.getsignal(signal.SIGTERM)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main_thread else None
     with contextlib.ExitStack() as stack:
         expansion = request.expansion_service
         job_endpoint = request.job_endpoint
-        if request.runner != "dataflow":
-            from runners.flink import ExpansionService, FlinkJobServer
+        from runners.flink import ExpansionService, FlinkJobServer
 
-            if expansion is None:
-                service = stack.enter_context(ExpansionService(work))
-                services.append(service.name)
-                expansion = service.endpoint
-            if job_endpoint is None:
-                server = FlinkJobServer(work, request.flink_master)
-                stack.enter_context(server)
-                services.append(server.name)
-                job_endpoint = server.endpoint
+        if expansion is None:
+            embedded = request.runner != "dataflow"
+            service = stack.enter_context(ExpansionService(work, embedded=embedded))
+            services.append(service.name)
+            expansion = service.endpoint
+        if request.worker_pool and request.runner != "dataflow":
+            from runners.flink import WorkerPool
+
+            pool = stack.enter_context(WorkerPool(work))
+            services.append("worker-pool")
+            request.beam_args = [
+                *request.beam_args,
+                "--environment_type=EXTERNAL",
+                f"--environment_config={pool.endpoint}",
+            ]
+        if request.runner != "dataflow" and job_endpoint is None:
+            server = FlinkJobServer(work, request.flink_master)
+            stack.enter_context(server)
+            services.append(server.name)
+            job_endpoint = server.endpoint
         options = _options(request, job_endpoint, work)
         pipeline = beam.Pipeline(options=options)
         build(pipeline, request, source, sink, expansion, run_id)
         result = pipeline.run()
         try:
-            signal.signal(signal.SIGTERM, _raise_stop)
+            if main_thread:  # SIGTERM cancels the job as Ctrl-C does
+                signal.signal(signal.SIGTERM, _raise_stop)
             if on_running is not None:
                 on_running(result)
             millis = None if request.duration_s is None else int(request.duration_s * 1000)
-            result.wait_until_finish(duration=millis)
-            state = str(result.state)
+            try:
+                result.wait_until_finish(duration=millis)
+                state = str(result.state)
+            except RuntimeError as exc:
+                # Beam raises for every end but DONE. A job cancelled in the cluster (its
+                # UI or REST API) is no failure: the job server reports it as FAILED
+                # with Flink's JobCancellationException.
+                state = str(result.state)
+                if result.state == PipelineState.CANCELLED or "JobCancellationException" in str(
+                    exc
+                ):
+                    state = "CANCELLED (in the cluster)"
+                else:
+                    error = str(exc)
         except (KeyboardInterrupt, _Stop):
             state = "INTERRUPTED"
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            if main_thread:
+                signal.signal(signal.SIGTERM, previous)
             if not PipelineState.is_terminal(result.state):
                 with contextlib.suppress(Exception):
                     result.cancel()
@@ -236,6 +267,7 @@ def run(request: RunRequest, on_running=None) -> dict:
         "source": request.source,
         "sink": request.sink,
         "state": state,
+        "error": error,
         "wall_seconds": round(time.monotonic() - started, 3),
         "services_started": services,
     }

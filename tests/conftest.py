@@ -61,6 +61,22 @@ def redis_server(tmp_path_factory):
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def kafka_server(tmp_path_factory):
+    """A real Kafka broker (KRaft) on 127.0.0.1 and free ports, stopped by PID at the end."""
+    from runners.local_kafka import KafkaServer
+
+    server = KafkaServer(tmp_path_factory.mktemp("kafka")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def topic() -> str:
+    """A topic name of its own for each test."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
 @pytest.fixture
 def redis_url(redis_server) -> str:
     return redis_server.url

@@ -166,6 +166,7 @@ def producer(bootstrap: str):
                     "enable.idempotence": True,
                     "linger.ms": 5,
                     "compression.type": "lz4",
+                    "log_level": 2,  # delivery failures are reported per message
                 }
             )
             _PRODUCERS[bootstrap] = found

@@ -1,0 +1,374 @@
+"""Live on Flink: end-to-end latency and throughput, against a bare-Beam baseline on the same Flink.
+
+    python bench/live.py [--rate 1000] [--seconds 60] [--events 30000] [--json OUT]
+                         [--only latency|throughput]
+
+Starts a real Redis, a real Kafka broker (two partitions) and, for every run,
+Beam's Flink job server with ``[local]`` (an embedded mini-cluster), all on
+127.0.0.1. Events are product views of 2,000 users stamped with the time they
+are sent (event time = now), so the watermark follows the wall clock.
+
+* **latency**: once the job is running and warm, events are published at
+  ``--rate`` per second for ``--seconds``; every 10th event is a probe whose
+  latency is the time from handing it to the producer until Redis shows it
+  (the user's profile counts that many events). Prints p50, p90, p99 and max.
+* **throughput**: ``--events`` events are published first, then the job
+  starts; the rate is events over the time from the first profile write to the
+  last event counted in Redis. At parallelism 1 (workers in this process) and
+  2 (a worker pool, a Python process per slot).
+
+The **baseline** is the least a Beam job on the same runner does with the same
+input: the same Kafka read (``transforms.kafka.ReadFromKafkaTopic``), JSON
+decode, and one Redis ``HINCRBY`` per event, which is what the probes wait
+for. Every figure is printed for both, with the ratio pipeline / baseline.
+The machine is shared and noisy: compare runs made side by side, not across
+days.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+USERS = 2000
+PROBE_EVERY = 10
+
+
+def _event(i: int, now_ms: int) -> dict:
+    return {
+        "event_id": f"e{i}-{uuid.uuid4().hex[:6]}",
+        "user_id": f"u{i % USERS}",
+        "event_type": "product_view",
+        "timestamp": now_ms,
+        "product_id": f"p{i % 997}",
+        "category": f"c{i % 23}",
+        "price": 19.99,
+    }
+
+
+class _Counts:
+    """What Redis shows per user: the pipeline's profile event count, or the baseline's counter."""
+
+    def __init__(self, client, namespace: str, baseline: bool):
+        from models.privacy import pseudonym
+        from pipelines.keys import KeySource
+
+        self.client = client
+        self.namespace = namespace
+        self.baseline = baseline
+        self._key = KeySource("dev").load()
+        self._pseudonym = pseudonym
+
+    def key(self, user: str) -> str:
+        if self.baseline:
+            return f"bench:{self.namespace}:count:{user}"
+        return f"mt:{self.namespace}:profile:{self._pseudonym(self._key, user)}"
+
+    def read(self, users: list[str]) -> list[int]:
+        pipe = self.client.pipeline(transaction=False)
+        for user in users:
+            if self.baseline:
+                pipe.get(self.key(user))
+            else:
+                pipe.hget(self.key(user), "snapshot")
+        out = []
+        for raw in pipe.execute():
+            if raw is None:
+                out.append(0)
+            elif self.baseline:
+                out.append(int(raw))
+            else:
+                out.append(json.loads(raw)["events"])
+        return out
+
+
+class _BaselineCount:
+    """One HINCRBY-like counter per user and event (the least a job writes to Redis)."""
+
+    def __init__(self, url: str, namespace: str):
+        self._url = url
+        self._namespace = namespace
+        self._client = None
+
+    def __call__(self, user: str):
+        import redis
+
+        if self._client is None:
+            self._client = redis.Redis.from_url(self._url)
+        self._client.incr(f"bench:{self._namespace}:count:{user}")
+
+
+def _baseline_job(pipeline, bootstrap, topic, expansion, redis_url, namespace):
+    import apache_beam as beam
+
+    from transforms.kafka import ReadFromKafkaTopic
+
+    count = _BaselineCount(redis_url, namespace)
+    _ = (
+        pipeline
+        | "ReadKafka" >> ReadFromKafkaTopic(bootstrap, topic, expansion)
+        | "User" >> beam.Map(lambda raw: json.loads(raw[3])["user_id"])
+        | "Count" >> beam.Map(count)
+    )
+
+
+def _start_job(kind, env, topic, namespace, parallelism, work):
+    """Submit the pipeline (or the baseline) on Flink [local]; returns (result, stop)."""
+    import contextlib
+
+    import apache_beam as beam
+
+    from pipelines.config import parse_config
+    from pipelines.keys import KeySource
+    from runners import live
+    from runners.flink import ExpansionService, FlinkJobServer, WorkerPool
+
+    stack = contextlib.ExitStack()
+    expansion = stack.enter_context(ExpansionService(work))
+    server = stack.enter_context(FlinkJobServer(work))
+    args = []
+    if parallelism > 1:
+        pool = stack.enter_context(WorkerPool(work))
+        args = ["--environment_type=EXTERNAL", f"--environment_config={pool.endpoint}"]
+    request = live.RunRequest(
+        source=f"kafka://{env['bootstrap']}/{topic}",
+        redis_url=env["redis"],
+        namespace=namespace,
+        parallelism=parallelism,
+        config=parse_config({"consent": {"default": "granted"}}),
+        key_source=KeySource("dev"),
+        dead_letters_dir=str(work / "dead"),
+        beam_args=args,
+    )
+    options = live._options(request, server.endpoint, work)
+    pipeline = beam.Pipeline(options=options)
+    if kind == "baseline":
+        _baseline_job(
+            pipeline, env["bootstrap"], topic, expansion.endpoint, env["redis"], namespace
+        )
+    else:
+        source = (env["bootstrap"], topic)
+        live.build(pipeline, request, source, None, expansion.endpoint, uuid.uuid4().hex[:8])
+    result = pipeline.run()
+
+    def stop():
+        with contextlib.suppress(Exception):
+            result.cancel()
+        stack.close()
+
+    return result, stop
+
+
+def _producer(bootstrap):
+    from confluent_kafka import Producer
+
+    return Producer({"bootstrap.servers": bootstrap, "linger.ms": 1, "log_level": 3})
+
+
+def _send(producer, topic, event):
+    while True:
+        try:
+            producer.produce(
+                topic,
+                key=event["user_id"].encode(),
+                value=json.dumps(event).encode(),
+                timestamp=event["timestamp"],
+            )
+            return
+        except BufferError:
+            producer.poll(0.05)
+
+
+def latency(kind: str, env: dict, rate: float, seconds: float, work: Path) -> dict:
+    """Probes' publish-to-Redis latency at a fixed rate (ms)."""
+    import redis
+
+    from runners.kafka_cmd import ensure_topic
+
+    topic = f"lat-{kind}-{uuid.uuid4().hex[:6]}"
+    namespace = f"lat{uuid.uuid4().hex[:6]}"
+    ensure_topic(env["bootstrap"], topic, 2)
+    client = redis.Redis.from_url(env["redis"])
+    counts = _Counts(client, namespace, kind == "baseline")
+    result, stop = _start_job(kind, env, topic, namespace, 1, work)
+    producer = _producer(env["bootstrap"])
+    sent: dict[str, int] = {}
+    try:
+        # Warm up: one event per user, until Redis shows them all.
+        for i in range(USERS):
+            _send(producer, topic, _event(i, int(time.time() * 1000)))
+            sent[f"u{i}"] = 1
+        producer.flush()
+        deadline = time.monotonic() + 300
+        users = [f"u{i}" for i in range(USERS)]
+        while time.monotonic() < deadline and min(counts.read(users)) < 1:
+            time.sleep(0.5)
+        pending: list[tuple[str, int, float]] = []
+        latencies: list[float] = []
+        lock = threading.Lock()
+        done = threading.Event()
+
+        def poll():
+            while not done.is_set() or pending:
+                with lock:
+                    batch = list(pending)
+                if batch:
+                    seen = counts.read([user for user, _, _ in batch])
+                    now = time.monotonic()
+                    with lock:
+                        for (user, want, at), have in zip(batch, seen):
+                            if have >= want:
+                                latencies.append((now - at) * 1000)
+                                pending.remove((user, want, at))
+                if done.is_set() and time.monotonic() > stop_at:
+                    break
+                time.sleep(0.005)
+
+        stop_at = float("inf")
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+        started = time.monotonic()
+        total = int(rate * seconds)
+        for n in range(total):
+            due = started + n / rate
+            wait = due - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            i = USERS + n
+            event = _event(i, int(time.time() * 1000))
+            user = event["user_id"]
+            sent[user] = sent.get(user, 0) + 1
+            _send(producer, topic, event)
+            producer.poll(0)
+            if n % PROBE_EVERY == 0:
+                with lock:
+                    pending.append((user, sent[user], time.monotonic()))
+        producer.flush()
+        stop_at = time.monotonic() + 60
+        done.set()
+        poller.join(90)
+        lost = len(pending)
+    finally:
+        stop()
+        client.close()
+    latencies.sort()
+
+    def pct(q):
+        return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))], 1)
+
+    return {
+        "kind": kind,
+        "rate": rate,
+        "seconds": seconds,
+        "probes": len(latencies),
+        "probes_unseen": lost,
+        "p50_ms": pct(0.50),
+        "p90_ms": pct(0.90),
+        "p99_ms": pct(0.99),
+        "max_ms": round(latencies[-1], 1),
+        "mean_ms": round(statistics.fmean(latencies), 1),
+    }
+
+
+def throughput(kind: str, env: dict, events: int, parallelism: int, work: Path) -> dict:
+    """Events per second through a backlog of ``events`` published before the job starts."""
+    import redis
+
+    from runners.kafka_cmd import ensure_topic
+
+    topic = f"tp-{kind}-{uuid.uuid4().hex[:6]}"
+    namespace = f"tp{uuid.uuid4().hex[:6]}"
+    ensure_topic(env["bootstrap"], topic, 2)
+    producer = _producer(env["bootstrap"])
+    now = int(time.time() * 1000)
+    for i in range(events):
+        _send(producer, topic, _event(i, now - events + i))
+    producer.flush()
+    client = redis.Redis.from_url(env["redis"])
+    counts = _Counts(client, namespace, kind == "baseline")
+    users = [f"u{i}" for i in range(USERS)]
+    submitted = time.monotonic()
+    result, stop = _start_job(kind, env, topic, namespace, parallelism, work)
+    first = None
+    try:
+        deadline = time.monotonic() + 1200
+        while time.monotonic() < deadline:
+            seen = sum(counts.read(users))
+            if seen and first is None:
+                first = time.monotonic()
+            if seen >= events:
+                break
+            time.sleep(0.25)
+        finished = time.monotonic()
+    finally:
+        stop()
+        client.close()
+    return {
+        "kind": kind,
+        "parallelism": parallelism,
+        "events": events,
+        "counted": seen,
+        "startup_s": round(first - submitted, 1) if first else None,
+        "seconds": round(finished - first, 2) if first else None,
+        "events_per_s": round(seen / (finished - first), 1) if first else 0.0,
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=float, default=1000.0)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--events", type=int, default=30000)
+    parser.add_argument("--only", choices=["latency", "throughput"], default=None)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args(argv)
+
+    from runners.local_kafka import KafkaServer
+    from runners.local_redis import RedisServer
+
+    report: dict = {"latency": [], "throughput": []}
+    with tempfile.TemporaryDirectory(prefix="mt-bench-live-") as tmp:
+        work = Path(tmp)
+        with RedisServer(work / "redis") as redis_server, KafkaServer(work / "kafka") as kafka:
+            env = {"redis": redis_server.url, "bootstrap": kafka.bootstrap}
+            if args.only in (None, "latency"):
+                for kind in ("baseline", "pipeline"):
+                    row = latency(kind, env, args.rate, args.seconds, work / f"lat-{kind}")
+                    print(json.dumps(row), flush=True)
+                    report["latency"].append(row)
+            if args.only in (None, "throughput"):
+                for parallelism in (1, 2):
+                    for kind in ("baseline", "pipeline"):
+                        row = throughput(
+                            kind, env, args.events, parallelism, work / f"tp-{kind}-{parallelism}"
+                        )
+                        print(json.dumps(row), flush=True)
+                        report["throughput"].append(row)
+    by = {(r["kind"]): r for r in report["latency"]}
+    if len(by) == 2:
+        report["latency_p99_ratio"] = round(by["pipeline"]["p99_ms"] / by["baseline"]["p99_ms"], 2)
+    for parallelism in (1, 2):
+        rows = {r["kind"]: r for r in report["throughput"] if r["parallelism"] == parallelism}
+        if len(rows) == 2 and rows["baseline"]["events_per_s"]:
+            report[f"throughput_ratio_p{parallelism}"] = round(
+                rows["pipeline"]["events_per_s"] / rows["baseline"]["events_per_s"], 3
+            )
+    print(json.dumps({k: v for k, v in report.items() if k.endswith(("ratio", "_p1", "_p2"))}))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

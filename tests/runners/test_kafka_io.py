@@ -1,0 +1,179 @@
+"""Kafka in and out against a real broker: publish, record, the topic mirror, start checks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from runners import cli, kafka_cmd, live, replay
+from runners.replay import InputError
+from tests.conftest import granted_config, key_source_of_tests
+from tests.redis_state import namespace_state
+from transforms.kafka import KafkaTopicSink, KafkaUrlError, parse_url
+
+pytestmark = pytest.mark.kafka
+
+
+def _consume(bootstrap: str, topic: str, expected: int, timeout_s: float = 30.0) -> list:
+    """Every message of ``topic`` from the start (at least ``expected`` of them)."""
+    import time
+
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"test-{topic}", "enable.auto.commit": False}
+    )
+    metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+    consumer.assign([TopicPartition(topic, p, 0) for p in metadata.partitions])
+    messages, deadline = [], time.monotonic() + timeout_s
+    while len(messages) < expected and time.monotonic() < deadline:
+        message = consumer.poll(0.5)
+        if message is not None and message.error() is None:
+            messages.append(message)
+    consumer.close()
+    return messages
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    """A generated event file and a JSON lines file of records that are not events."""
+    folder = tmp_path_factory.mktemp("kafka-io")
+    events = folder / "events.avro"
+    assert (
+        cli.main(
+            ["generate", "--events", "1500", "--users", "40", "--seed", "9"]
+            + [
+                "--out",
+                str(events),
+            ]
+        )
+        == 0
+    )
+    bad = folder / "bad.jsonl"
+    bad.write_text(
+        "\n".join(
+            [
+                '{"event_id": "x1", "event_type": "click", "timestamp": 1704067200000}',
+                "not json at all",
+                '{"event_id": "x2", "user_id": "u9", "event_type": "click", "timestamp": 17}',
+            ]
+        )
+        + "\n"
+    )
+    return {"events": events, "bad": bad, "folder": folder}
+
+
+def test_kafka_urls_parse_or_fail_naming_the_option():
+    assert parse_url("kafka://127.0.0.1:9092/events") == ("127.0.0.1:9092", "events")
+    assert parse_url("kafka://a:1,b:2/t.x-y_z") == ("a:1,b:2", "t.x-y_z")
+    for bad in ("kafka://host:1", "redis://h:1/t", "kafka://h:1/a b", "kafka:///t"):
+        with pytest.raises(KafkaUrlError, match="--sink"):
+            parse_url(bad, "--sink")
+
+
+def test_publish_orders_by_event_time_keys_by_user_and_stamps_the_event_time(
+    kafka_server, topic, recorded
+):
+    summary = kafka_cmd.publish(
+        [str(recorded["events"]), str(recorded["bad"])],
+        kafka_server.bootstrap,
+        topic,
+        partitions=3,
+    )
+    assert summary["created"] and summary["messages"] == 1503 and summary["not_events"] == 3
+    messages = _consume(kafka_server.bootstrap, topic, 1503)
+    assert len(messages) == 1503
+    by_partition: dict[int, list] = {}
+    for message in messages:
+        by_partition.setdefault(message.partition(), []).append(message)
+    assert len(by_partition) > 1
+    users_seen: dict[bytes, int] = {}
+    for partition, in_order in by_partition.items():
+        stamps = [m.timestamp()[1] for m in in_order]
+        assert stamps == sorted(stamps), f"partition {partition} is not in event-time order"
+        for message in in_order:
+            if message.key() is not None:
+                # a user's events all go to one partition
+                assert users_seen.setdefault(message.key(), partition) == partition
+    events = {}
+    for message in messages:
+        if message.key() is not None:
+            event = json.loads(message.value())
+            events[event["event_id"]] = event
+            if event["event_id"] != "x2":  # x2's time is out of range: stamped as the first
+                assert message.timestamp()[1] == event["timestamp"]
+    assert len(events) == 1500 - 15 + 1  # retried duplicates share an id; x2 has a user
+
+
+def test_a_recorded_topic_replays_to_the_same_redis_state(
+    kafka_server, topic, recorded, redis_url, redis_client, tmp_path
+):
+    inputs = [str(recorded["events"]), str(recorded["bad"])]
+    kafka_cmd.publish(inputs, kafka_server.bootstrap, topic, fmt="avro")
+    out = tmp_path / "recorded.avro"
+    summary = kafka_cmd.record(kafka_server.bootstrap, topic, str(out), idle_s=2.0)
+    assert summary["messages"] == 1503
+    assert summary["events"] == 1500 and summary["rejected"] == 3
+    assert summary["rejected_by_reason"] == {
+        "missing_user": 1,
+        "undecodable_message": 1,
+        "timestamp_out_of_range": 1,
+    }
+    states = {}
+    letters = {}
+    for name, files in (
+        ("original", inputs),
+        ("recorded", [str(out), summary["rejected_file"]]),
+    ):
+        request = replay.ReplayRequest(
+            inputs=files,
+            redis_url=redis_url,
+            namespace=f"{topic}-{name}",
+            config=granted_config(),
+            dead_letters_dir=str(tmp_path / f"dead-{name}"),
+            key_source=key_source_of_tests(),
+        )
+        result = replay.run(request)
+        letters[name] = result["dead_letters"]
+        state = namespace_state(redis_client, request.namespace)
+        states[name] = {k.split(":", 2)[2]: v for k, v in state.items()}
+    assert len(states["original"]) > 40
+    assert states["original"] == states["recorded"]
+    assert letters["original"] == letters["recorded"] == 3
+
+
+def test_the_mirror_delivers_with_the_kind_header(kafka_server, topic):
+    kafka_cmd.ensure_topic(kafka_server.bootstrap, topic)
+    sink = KafkaTopicSink(kafka_server.bootstrap, topic)
+    assert sink.publish([("t1", '{"a": 1}'), ("t2", '{"a": 2}')], kind="trigger") == 0
+    assert sink.publish([("c1", '{"b": 1}')], kind="segment_change") == 0
+    messages = _consume(kafka_server.bootstrap, topic, 3)
+    seen = [(m.key(), dict(m.headers())["kind"], m.value()) for m in messages]
+    assert seen == [
+        (b"t1", b"trigger", b'{"a": 1}'),
+        (b"t2", b"trigger", b'{"a": 2}'),
+        (b"c1", b"segment_change", b'{"b": 1}'),
+    ]
+
+
+def test_run_fails_at_start_naming_a_missing_topic(kafka_server, redis_url):
+    request = live.RunRequest(
+        source=kafka_server.url("no-such-topic"),
+        redis_url=redis_url,
+        key_source=key_source_of_tests(),
+    )
+    with pytest.raises(InputError, match="--source: topic 'no-such-topic' does not exist"):
+        live.check(request)
+    request.source = "kafka://127.0.0.1:1/x"
+    with pytest.raises(InputError, match="cannot reach Kafka at --source"):
+        live.check(request)
+    request.source = "kafka:/nope"
+    with pytest.raises(InputError, match="--source 'kafka:/nope' is not kafka://"):
+        live.check(request)
+
+
+def test_cli_publish_and_record_report_bad_urls(capsys, tmp_path):
+    assert cli.main(["publish", str(tmp_path / "x.avro"), "--to", "kafka://h/"]) == 2
+    assert "--to 'kafka://h/' is not kafka://" in capsys.readouterr().err
+    code = cli.main(["record", "--source", "nope", "--out", str(tmp_path / "r.avro")])
+    assert code == 2 and "--source 'nope'" in capsys.readouterr().err
