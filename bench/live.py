@@ -330,6 +330,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--events", type=int, default=30000)
     parser.add_argument("--only", choices=["latency", "throughput"], default=None)
+    parser.add_argument("--parallelism", default="1,2", help="throughput runs, e.g. 1,2")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
 
@@ -347,7 +348,7 @@ def main(argv=None) -> int:
                     print(json.dumps(row), flush=True)
                     report["latency"].append(row)
             if args.only in (None, "throughput"):
-                for parallelism in (1, 2):
+                for parallelism in [int(p) for p in args.parallelism.split(",")]:
                     for kind in ("baseline", "pipeline"):
                         row = throughput(
                             kind, env, args.events, parallelism, work / f"tp-{kind}-{parallelism}"

@@ -16,8 +16,10 @@ the job server here is the same driver class on a classpath of resolved jars.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -164,9 +166,8 @@ class WorkerPool:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> WorkerPool:
-        import sys
-
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        path = os.environ.get("PATH", "")
         with open(self.log_dir / "worker-pool.log", "ab") as out:
             self.process = subprocess.Popen(
                 [
@@ -179,13 +180,14 @@ class WorkerPool:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # its workers join its process group
+                # The pool starts workers as `python -c ...`: this interpreter's first.
+                env={**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{path}"},
             )
         _wait_listening(self, "worker pool", self.log_dir / "worker-pool.log")
         return self
 
     def stop(self) -> None:
         import contextlib
-        import os
         import signal
 
         if self.process is None:

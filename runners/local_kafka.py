@@ -88,7 +88,8 @@ def _launch(data: Path, port: int, controller_port: int, detached: bool) -> subp
     java, cp = jvm.java(), jvm.classpath("kafka")
     if not (data / "logs" / "meta.properties").exists():
         formatted = subprocess.run(
-            [java, "-cp", cp, "kafka.tools.StorageTool", "format", "-t", _cluster_id()]
+            # "=": a random id may start with "-", which would read as an option.
+            [java, "-cp", cp, "kafka.tools.StorageTool", "format", f"--cluster-id={_cluster_id()}"]
             + ["-c", str(props), "--ignore-formatted"],
             capture_output=True,
             text=True,
