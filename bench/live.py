@@ -176,17 +176,15 @@ def _producer(bootstrap):
 
 
 def _send(producer, topic, event):
-    while True:
-        try:
-            producer.produce(
-                topic,
-                key=event["user_id"].encode(),
-                value=json.dumps(event).encode(),
-                timestamp=event["timestamp"],
-            )
-            return
-        except BufferError:
-            producer.poll(0.05)
+    from transforms.kafka import produce
+
+    produce(
+        producer,
+        topic,
+        key=event["user_id"].encode(),
+        value=json.dumps(event).encode(),
+        timestamp=event["timestamp"],
+    )
 
 
 def latency(kind: str, env: dict, rate: float, seconds: float, work: Path) -> dict:

@@ -182,6 +182,8 @@ def publish(
     """
     from confluent_kafka import Producer
 
+    from transforms.kafka import produce
+
     records = ordered_records(patterns)
     created = ensure_topic(bootstrap, topic, partitions)
     producer = Producer(
@@ -210,14 +212,7 @@ def publish(
         key, value = message_of(raw, fmt)
         sent_ms = int(time.time() * 1000)
         stamp = sent_ms if now else (event_time if event_time is not None else first_event)
-        while True:
-            try:
-                producer.produce(
-                    topic, key=key, value=value, timestamp=stamp, on_delivery=on_delivery
-                )
-                break
-            except BufferError:
-                producer.poll(0.1)
+        produce(producer, topic, key=key, value=value, timestamp=stamp, on_delivery=on_delivery)
         if on_sent is not None:
             on_sent(index, sent_ms, key)
     remaining = producer.flush(120)

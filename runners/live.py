@@ -19,6 +19,7 @@ files in ``--dead-letters`` on the machine that runs the Python workers.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import signal
 import threading
@@ -217,11 +218,11 @@ def run(request: RunRequest, on_running=None) -> dict:
 
             pool = stack.enter_context(WorkerPool(work))
             services.append("worker-pool")
-            request.beam_args = [
-                *request.beam_args,
+            environment = [
                 "--environment_type=EXTERNAL",
                 f"--environment_config={pool.endpoint}",
             ]
+            request = dataclasses.replace(request, beam_args=[*request.beam_args, *environment])
         if request.runner != "dataflow" and job_endpoint is None:
             server = FlinkJobServer(work, request.flink_master)
             stack.enter_context(server)

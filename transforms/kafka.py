@@ -190,18 +190,23 @@ def deliver(
 
     headers = [("kind", kind.encode())]
     for message_key, value in messages:
-        while True:
-            try:
-                client.produce(
-                    topic, key=message_key, value=value, headers=headers, on_delivery=on_delivery
-                )
-                break
-            except BufferError:  # the local queue is full: let it drain
-                client.poll(0.1)
+        produce(
+            client, topic, key=message_key, value=value, headers=headers, on_delivery=on_delivery
+        )
     remaining = client.flush(timeout_s)
     if remaining:
         failed.append(("*", f"{remaining} messages not acknowledged in {timeout_s} s"))
     return failed
+
+
+def produce(client, topic: str, **message) -> None:
+    """``client.produce`` that waits while the producer's local queue is full."""
+    while True:
+        try:
+            client.produce(topic, **message)
+            return
+        except BufferError:  # the local queue is full: let it drain
+            client.poll(0.1)
 
 
 @dataclass(frozen=True)
@@ -218,8 +223,5 @@ class KafkaTopicSink:
             log.error(
                 "kafka topic %s: %s %s not delivered: %s", self.topic, kind, message_key, error
             )
-        if not failed:
-            return 0
-        if failed[-1][0] == "*":
-            return len(messages)
-        return len(failed)
+        # "*": messages left unacknowledged, which ones unknown: count them all as failed.
+        return len(messages) if any(k == "*" for k, _ in failed) else len(failed)
