@@ -16,11 +16,14 @@ else must be identical.
 
 from __future__ import annotations
 
+import collections
+import json
 import os
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -36,6 +39,7 @@ from tests.test_replay_taobao import taobao  # noqa: F401 (a fixture)
 TAOBAO = DATASETS / "taobao_userbehavior" / "UserBehavior.csv"
 pytestmark = [pytest.mark.slow, pytest.mark.flink, pytest.mark.kafka]
 LIVE_TIMEOUT_S = 900
+SETTLED_S = 120
 
 
 def _config():
@@ -68,20 +72,38 @@ def _wait_for(done, timeout_s: float, every_s: float = 10.0) -> bool:
     return done()
 
 
-def _differences(expected: dict, actual: dict) -> str:
+def _differences(expected: dict, actual: dict, letters_dir) -> str:
+    """What a failing comparison needs to be explained: the keys, the fields, the dead letters."""
     missing = sorted(expected.keys() - actual.keys())
     extra = sorted(actual.keys() - expected.keys())
     differ = sorted(k for k in expected.keys() & actual.keys() if expected[k] != actual[k])
-    return (
+    lines = [
         f"{len(missing)} keys missing {missing[:3]}, {len(extra)} extra {extra[:3]}, "
         f"{len(differ)} differ {differ[:3]}"
-    )
+    ]
+    for key in differ[:2]:
+        (kind, want), (_, got) = expected[key], actual[key]
+        if kind == "hash":
+            fields = sorted(set(want) | set(got))
+            changed = {f: (want.get(f), got.get(f)) for f in fields if want.get(f) != got.get(f)}
+            lines.append(f"{key}: fields (batch, live) {changed}"[:3000])
+        else:
+            lines.append(f"{key}: batch {want!r} live {got!r}"[:3000])
+    reasons = collections.Counter()
+    for path in sorted(Path(letters_dir).glob("**/*.jsonl")):
+        for line in path.read_text().splitlines():
+            letter = json.loads(line)
+            reasons[letter["reason"]] += 1
+            if letter["reason"] == "late" and reasons["late"] <= 3:
+                lines.append(f"late: {letter['detail']}")
+    lines.append(f"live dead letters by reason: {dict(reasons)}")
+    return "\n".join(lines)
 
 
 @pytest.mark.skipif(not TAOBAO.exists(), reason=f"Taobao file not found at {TAOBAO}")
 @pytest.mark.xfail(
     strict=False,
-    reason="known flake, not yet explained: passed in two runs, and in a third one profile "
+    reason="known flake, not yet explained: passed in 4 of 6 runs; in the others one profile "
     "of 815 differed from the batch replay's (every other key equal)",
 )
 def test_flink_local_reading_kafka_equals_the_batch_replay(
@@ -113,20 +135,27 @@ def test_flink_local_reading_kafka_equals_the_batch_replay(
     )
     runner.start()
 
-    def caught_up() -> bool:
-        # Cheap first: the number of keys; then the whole namespace.
-        count = sum(1 for _ in redis_client.scan_iter(match="mt:flink-live:*", count=2000))
-        return count == len(expected) and _comparable(redis_client, "flink-live") == expected
+    seen = {"state": None, "since": time.monotonic()}
 
-    reached = _wait_for(caught_up, LIVE_TIMEOUT_S, every_s=15)
+    def caught_up_or_settled() -> bool:
+        # Cheap first: the number of keys; then the whole namespace. A namespace that
+        # stays the same for SETTLED_S without being equal will not become equal.
+        count = sum(1 for _ in redis_client.scan_iter(match="mt:flink-live:*", count=2000))
+        if count != len(expected):
+            return False
+        state = _comparable(redis_client, "flink-live")
+        if state != seen["state"]:
+            seen.update(state=state, since=time.monotonic())
+        return state == expected or time.monotonic() - seen["since"] > SETTLED_S
+
+    _wait_for(caught_up_or_settled, LIVE_TIMEOUT_S, every_s=15)
     assert jobs, "the job was never submitted"
     jobs[0].cancel()
     runner.join(120)
     assert not runner.is_alive()
     assert "CANCEL" in outcome["state"], outcome
     actual = _comparable(redis_client, "flink-live")
-    assert reached, _differences(expected, actual)
-    assert actual == expected
+    assert actual == expected, _differences(expected, actual, tmp_path / "dead-live")
 
     # The mirror topic holds what the Redis topics hold, once each.
     topics = {
@@ -212,7 +241,9 @@ def test_a_job_on_a_standalone_flink_cluster_runs_writes_redis_and_cancels(
             ), (tmp_path / "run.log").read_text()[-3000:]
             assert _wait_for(
                 lambda: _comparable(redis_client, "cluster-live") == expected, 300, every_s=5
-            ), _differences(expected, _comparable(redis_client, "cluster-live"))
+            ), _differences(
+                expected, _comparable(redis_client, "cluster-live"), tmp_path / "dead-live"
+            )
             cluster.cancel(running[0]["id"])
             assert process.wait(120) == 0
         finally:
