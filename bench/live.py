@@ -1,7 +1,8 @@
 """Live on Flink: end-to-end latency and throughput, against a bare-Beam baseline on the same Flink.
 
     python bench/live.py [--rate 1000] [--seconds 60] [--events 30000] [--json OUT]
-                         [--only latency|throughput]
+                         [--only latency|throughput] [--kinds baseline,pipeline]
+                         [--checkpoint-ms 10000] [--max-bundle-ms N]
 
 Starts a real Redis, a real Kafka broker (two partitions) and, for every run,
 Beam's Flink job server with ``[local]`` (an embedded mini-cluster), all on
@@ -122,7 +123,7 @@ def _baseline_job(pipeline, bootstrap, topic, expansion, redis_url, namespace):
     )
 
 
-def _start_job(kind, env, topic, namespace, parallelism, work):
+def _start_job(kind, env, topic, namespace, parallelism, work, tuning):
     """Submit the pipeline (or the baseline) on Flink [local]; returns (result, stop)."""
     import contextlib
 
@@ -136,10 +137,10 @@ def _start_job(kind, env, topic, namespace, parallelism, work):
     stack = contextlib.ExitStack()
     expansion = stack.enter_context(ExpansionService(work))
     server = stack.enter_context(FlinkJobServer(work))
-    args = []
+    args = [f"--max_bundle_time_mills={tuning['bundle_ms']}"] if tuning["bundle_ms"] else []
     if parallelism > 1:
         pool = stack.enter_context(WorkerPool(work))
-        args = ["--environment_type=EXTERNAL", f"--environment_config={pool.endpoint}"]
+        args += ["--environment_type=EXTERNAL", f"--environment_config={pool.endpoint}"]
     request = live.RunRequest(
         source=f"kafka://{env['bootstrap']}/{topic}",
         redis_url=env["redis"],
@@ -149,6 +150,7 @@ def _start_job(kind, env, topic, namespace, parallelism, work):
         key_source=KeySource("dev"),
         dead_letters_dir=str(work / "dead"),
         beam_args=args,
+        checkpoint_interval_ms=tuning["checkpoint_ms"],
     )
     options = live._options(request, server.endpoint, work)
     pipeline = beam.Pipeline(options=options)
@@ -187,7 +189,7 @@ def _send(producer, topic, event):
     )
 
 
-def latency(kind: str, env: dict, rate: float, seconds: float, work: Path) -> dict:
+def latency(kind: str, env: dict, rate: float, seconds: float, work: Path, tuning: dict) -> dict:
     """Probes' publish-to-Redis latency at a fixed rate (ms)."""
     import redis
 
@@ -198,7 +200,7 @@ def latency(kind: str, env: dict, rate: float, seconds: float, work: Path) -> di
     ensure_topic(env["bootstrap"], topic, 2)
     client = redis.Redis.from_url(env["redis"])
     counts = _Counts(client, namespace, kind == "baseline")
-    result, stop = _start_job(kind, env, topic, namespace, 1, work)
+    result, stop = _start_job(kind, env, topic, namespace, 1, work, tuning)
     producer = _producer(env["bootstrap"])
     sent: dict[str, int] = {}
     try:
@@ -278,7 +280,9 @@ def latency(kind: str, env: dict, rate: float, seconds: float, work: Path) -> di
     }
 
 
-def throughput(kind: str, env: dict, events: int, parallelism: int, work: Path) -> dict:
+def throughput(
+    kind: str, env: dict, events: int, parallelism: int, work: Path, tuning: dict
+) -> dict:
     """Events per second through a backlog of ``events`` published before the job starts."""
     import redis
 
@@ -296,7 +300,7 @@ def throughput(kind: str, env: dict, events: int, parallelism: int, work: Path) 
     counts = _Counts(client, namespace, kind == "baseline")
     users = [f"u{i}" for i in range(USERS)]
     submitted = time.monotonic()
-    result, stop = _start_job(kind, env, topic, namespace, parallelism, work)
+    result, stop = _start_job(kind, env, topic, namespace, parallelism, work, tuning)
     first = None
     try:
         deadline = time.monotonic() + 1200
@@ -329,8 +333,20 @@ def main(argv=None) -> int:
     parser.add_argument("--events", type=int, default=30000)
     parser.add_argument("--only", choices=["latency", "throughput"], default=None)
     parser.add_argument("--parallelism", default="1,2", help="throughput runs, e.g. 1,2")
+    parser.add_argument("--kinds", default="baseline,pipeline", help="which jobs to run")
+    parser.add_argument(
+        "--checkpoint-ms", type=int, default=10_000, help="Flink checkpoint interval (ms)"
+    )
+    parser.add_argument(
+        "--max-bundle-ms",
+        type=int,
+        default=0,
+        help="Beam's --max_bundle_time_mills for both jobs (0: the runner's default, 1000)",
+    )
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
+    kinds = [k for k in ("baseline", "pipeline") if k in args.kinds.split(",")]
+    tuning = {"checkpoint_ms": args.checkpoint_ms, "bundle_ms": args.max_bundle_ms}
 
     from runners.local_kafka import KafkaServer
     from runners.local_redis import RedisServer
@@ -341,16 +357,15 @@ def main(argv=None) -> int:
         with RedisServer(work / "redis") as redis_server, KafkaServer(work / "kafka") as kafka:
             env = {"redis": redis_server.url, "bootstrap": kafka.bootstrap}
             if args.only in (None, "latency"):
-                for kind in ("baseline", "pipeline"):
-                    row = latency(kind, env, args.rate, args.seconds, work / f"lat-{kind}")
+                for kind in kinds:
+                    row = latency(kind, env, args.rate, args.seconds, work / f"lat-{kind}", tuning)
                     print(json.dumps(row), flush=True)
                     report["latency"].append(row)
             if args.only in (None, "throughput"):
                 for parallelism in [int(p) for p in args.parallelism.split(",")]:
-                    for kind in ("baseline", "pipeline"):
-                        row = throughput(
-                            kind, env, args.events, parallelism, work / f"tp-{kind}-{parallelism}"
-                        )
+                    for kind in kinds:
+                        folder = work / f"tp-{kind}-{parallelism}"
+                        row = throughput(kind, env, args.events, parallelism, folder, tuning)
                         print(json.dumps(row), flush=True)
                         report["throughput"].append(row)
     by = {(r["kind"]): r for r in report["latency"]}
