@@ -87,6 +87,15 @@ def _differences(expected: dict, actual: dict, letters_dir) -> str:
         if kind == "hash":
             fields = sorted(set(want) | set(got))
             changed = {f: (want.get(f), got.get(f)) for f in fields if want.get(f) != got.get(f)}
+            for name, (before, after) in changed.items():
+                if name == b"snapshot" and before and after:
+                    # The whole profile as JSON: only its entries that differ.
+                    before, after = json.loads(before), json.loads(after)
+                    changed[name] = {
+                        k: (before.get(k), after.get(k))
+                        for k in sorted(set(before) | set(after))
+                        if before.get(k) != after.get(k)
+                    }
             lines.append(f"{key}: fields (batch, live) {changed}"[:3000])
         else:
             lines.append(f"{key}: batch {want!r} live {got!r}"[:3000])
