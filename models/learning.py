@@ -34,6 +34,7 @@ and a JSON summary for consumers (never a pickle).
 from __future__ import annotations
 
 import math
+import pickle
 from dataclasses import dataclass
 
 from river import cluster, compose, drift, linear_model, metrics, optim, preprocessing
@@ -302,6 +303,74 @@ class OnlineClusterer:
 def new_model(spec: ModelSpec):
     """A fresh model of the spec's kind."""
     return OnlineClassifier(spec) if spec.kind == "classifier" else OnlineClusterer(spec)
+
+
+def restart(checkpoints: list[tuple[int, bytes]], log: list[dict], since: int):
+    """Where a correction starts: the latest checkpoint before ``since`` and what came after.
+
+    ``checkpoints`` are ``(cutoff, pickle)`` pairs, each the model once every
+    item at or before ``cutoff`` was fed; ``log`` the items fed since the
+    oldest. Returns ``(model, checkpoints kept, log kept, items to feed again)``,
+    or ``None`` when no checkpoint is that old.
+
+    >>> model = new_model(ModelSpec("m"))
+    >>> log = [{"at": 5}, {"at": 12}, {"at": 20}]
+    >>> _, kept, older, again = restart([(0, snapshot(model)), (10, snapshot(model))], log, 15)
+    >>> [c for c, _ in kept], older, again
+    ([0, 10], [{'at': 5}], [{'at': 12}, {'at': 20}])
+    >>> restart([(10, snapshot(model))], log, 10) is None
+    True
+    """
+    earlier = [point for point in checkpoints if point[0] < since]
+    if not earlier:
+        return None
+    cutoff, pickled = max(earlier, key=lambda point: point[0])
+    kept = sorted((point for point in checkpoints if point[0] <= cutoff), key=lambda p: p[0])
+    older = [item for item in log if item["at"] <= cutoff]
+    again = [item for item in log if item["at"] > cutoff]
+    return pickle.loads(pickled), kept, older, again
+
+
+def trim(checkpoints: list[tuple[int, bytes]], log: list[dict], horizon_from: int | None):
+    """What a correction back to ``horizon_from`` (``None``: any time) can still need.
+
+    The newest checkpoint at or before ``horizon_from`` and all later ones;
+    of the log, the items after that checkpoint, with only each user's latest
+    request (an older request's score is superseded by the later one's).
+
+    >>> log = [{"at": 1, "kind": "request", "user_id": "a"}, {"at": 3, "kind": "example",
+    ...     "user_id": "a"}, {"at": 4, "kind": "request", "user_id": "a"}]
+    >>> trim([(0, b""), (2, b"")], log, None)
+    ([(0, b''), (2, b'')], [{'at': 3, 'kind': 'example', 'user_id': 'a'}, \
+{'at': 4, 'kind': 'request', 'user_id': 'a'}])
+    >>> trim([(0, b""), (2, b""), (5, b"")], log, 4)[0]
+    [(2, b''), (5, b'')]
+    """
+    points = sorted(checkpoints, key=lambda point: point[0])
+    if horizon_from is not None:
+        base = [point for point in points if point[0] <= horizon_from]
+        if base:
+            points = [point for point in points if point[0] >= base[-1][0]]
+    floor = points[0][0] if points else None
+    latest: dict = {}
+    for item in log:
+        user = item.get("user_id")
+        if item["kind"] != REQUEST or (floor is not None and item["at"] <= floor):
+            continue
+        if user not in latest or order(item) > order(latest[user]):
+            latest[user] = item
+    kept = [
+        item
+        for item in log
+        if (floor is None or item["at"] > floor)
+        and (item["kind"] != REQUEST or latest.get(item["user_id"]) is item)
+    ]
+    return points, kept
+
+
+def snapshot(model) -> bytes:
+    """The model as bytes for a checkpoint in the learner's state (river models pickle)."""
+    return pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def feed(model, items: list[dict]) -> tuple[list[dict], list[dict]]:

@@ -230,6 +230,13 @@ class ModelsConfig(_Section):
         ge=0,
         description="How far behind the watermark the learners stay, to keep their order.",
     )
+    correction_horizon: Duration = Field(
+        default=0,
+        ge=0,
+        description="How far back an input later than allowed_lateness is still learned in "
+        "order: the learner goes back to a checkpoint and learns again from there, and the "
+        "scores it gave since are issued again. 0: such inputs are dropped and counted.",
+    )
 
     def specs(self) -> dict:
         from models.learning import ModelSpec

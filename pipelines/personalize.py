@@ -39,12 +39,16 @@ def build(
     key_source: KeySource,
     streaming: bool = False,
     learner_lateness_ms: int = 0,
+    correct_any_late_input: bool = False,
 ) -> dict[str, beam.PCollection]:
     """Wire the personalization graph.
 
     ``key_source`` says where workers read the pseudonym key (``pipelines.keys``).
     ``learner_lateness_ms``: how far at least the learners stay behind the
     watermark (a streaming replay passes its watermark step).
+    ``correct_any_late_input``: the learners correct for a late input however
+    late (a replay's input is finite), not only within
+    ``models.correction_horizon``.
 
     Returns:
         ``profiles`` (snapshot dicts), ``trending`` (per category and window),
@@ -86,7 +90,10 @@ def build(
     )
     specs = config.models.specs()
     behind = max(lateness, config.models.allowed_lateness, learner_lateness_ms)
-    learned = timeline.model_inputs | "LearnOnline" >> LearnOnline(specs, behind, streaming)
+    horizon = None if correct_any_late_input else config.models.correction_horizon
+    learned = timeline.model_inputs | "LearnOnline" >> LearnOnline(
+        specs, behind, streaming, horizon
+    )
     dead_letters = (
         decoded.dead_letters,
         timeline.dead_letters,

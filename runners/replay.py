@@ -210,6 +210,7 @@ def wire(pipeline: beam.Pipeline, request: ReplayRequest, run_id: str = "") -> d
         request.key_source,
         request.streaming,
         2 * request.watermark_step_ms if request.streaming else 0,
+        correct_any_late_input=request.streaming,
     )
     attach_sinks(
         outputs,

@@ -5,16 +5,39 @@ a label becomes known, requests for a user's current score), keyed here by
 model name, so each model is one key and learns on one worker, in one order.
 The DoFn holds the items in a bag and keeps a watermark timer; when it fires
 at ``T`` it feeds every held item at or before ``T - allowed_lateness`` to the
-model in ``models.learning.order`` (time, then user, examples first), so the
-order of learning, and every score, is the same wherever no input comes
-late. The learner stays ``allowed_lateness`` behind the watermark
-(``models.allowed_lateness``; a streaming replay uses two watermark steps):
-a session's example appears only when the session window closes, and a
-user's timeline releases items it held ahead of the watermark with its
-latest one. Inputs later than that are counted and dropped; on the Taobao
-file a streaming replay still loses under 1% of the examples this way. The model lives in state
-between firings (river models pickle). For a bounded input the learner
-groups each model's items instead and feeds them once, in the same order.
+model in ``models.learning.order`` (time, then user, examples first). The
+model lives in state between firings (river models pickle). For a bounded
+input the learner groups each model's items instead and feeds them once, in
+the same order.
+
+Late inputs. An item can reach the learner after it fed items later than
+that one: ``UserTimeline`` re-arms its release timer at the latest item it
+holds (``transforms.ordering``), so the items before that one hold no
+watermark and can be released after the learner's watermark passed them
+(re-arming at the earliest would hold them on Flink, but Beam Python's
+streaming DirectRunner keeps no watermark holds for user timers; on the
+Taobao file that variant made the streaming replay 2.3 times slower and no
+more exact). So the learner corrects instead of waiting longer:
+
+* every ``_checkpoint_every`` of event time it keeps a checkpoint (the model
+  pickled, with the time it has learned up to) and it logs what it feeds;
+* an item later than what was fed, but after the oldest checkpoint, is held
+  as usual and marks a correction; at the next firing the learner takes the
+  latest checkpoint before that item, feeds again everything logged after
+  it together with the new items, in order, and gives those requests' scores
+  again (``write_score.lua`` lets a score as of the same time replace the
+  stored one);
+* checkpoints and log reach back ``models.correction_horizon`` (0, the
+  default: no corrections, late items are counted in ``model_inputs_late``
+  and dropped); of the requests only each user's latest is kept, since only
+  its score can still be the stored one. A streaming replay corrects for any
+  late input (its input is finite).
+
+So the order of learning, and every score left in Redis, is the same in a
+batch and a streaming replay. Counters: ``model_inputs_corrected.NAME``,
+``model_corrections.NAME``, ``model_inputs_learned_again.NAME``. Drift
+events are published once per model version (``transforms.models_sink``): a
+drift seen before a correction and not after it stays published.
 
 Progressive metrics are pipeline gauges (``model_roc_auc_x1e6.NAME``,
 ``model_log_loss_x1e6.NAME``, ``model_silhouette_x1e6.NAME``,
@@ -22,18 +45,7 @@ Progressive metrics are pipeline gauges (``model_roc_auc_x1e6.NAME``,
 
 Outputs: ``scores`` (main: user, model, version, score, at), ``summaries``
 (the model's JSON summary after each firing, for ``mt:NS:model:NAME``) and
-``drifts`` (a new model version started, for the topic). An item that
-reaches a learner already released past its time is counted
-(``model_inputs_late``) and dropped: its user's timeline released it late,
-which a streaming replay's watermark never causes.
-
-Why inputs come late at all: ``UserTimeline`` re-arms its release timer at
-the latest item it holds (``transforms.ordering``), so the items before that
-one hold no watermark and can be released after the learner's watermark
-passed them. Re-arming at the earliest held item would hold them on Flink
-(its timers hold the output watermark), but Beam Python's streaming
-DirectRunner keeps no watermark holds for user timers: on the Taobao file
-that variant made the streaming replay 2.3 times slower and no more exact.
+``drifts`` (a new model version started, for the topic).
 
 A single learner is a bound on throughput: ``bench/learners.py`` measures
 its updates per second.
@@ -54,6 +66,7 @@ from transforms.metrics import Counters
 NAMESPACE = "microtarget"
 SUMMARIES = "summaries"
 DRIFTS = "drifts"
+HOUR_MS = 3_600_000
 
 
 def report_metrics(summary: dict) -> None:
@@ -77,12 +90,28 @@ class _LearnFn(beam.DoFn):
     RELEASED = userstate.ReadModifyWriteStateSpec("released", VarIntCoder())
     PENDING = userstate.ReadModifyWriteStateSpec("pending", VarIntCoder())
     RELEASE = userstate.TimerSpec("release", TimeDomain.WATERMARK)
+    # Corrections: the items fed since the oldest checkpoint, the checkpoints
+    # ((cutoff, pickled model) pairs), the oldest and newest cutoffs, and the
+    # earliest time of a late item still to be learned in order.
+    LOG = userstate.BagStateSpec("log", PickleCoder())
+    CHECKPOINTS = userstate.BagStateSpec("checkpoints", PickleCoder())
+    FLOOR = userstate.ReadModifyWriteStateSpec("floor", VarIntCoder())
+    NEWEST = userstate.ReadModifyWriteStateSpec("newest", VarIntCoder())
+    REWIND = userstate.ReadModifyWriteStateSpec("rewind", VarIntCoder())
 
-    def __init__(self, specs: dict[str, learning.ModelSpec], allowed_lateness_ms: int):
+    def __init__(
+        self,
+        specs: dict[str, learning.ModelSpec],
+        allowed_lateness_ms: int,
+        correction_horizon_ms: int | None = 0,
+    ):
         self._specs = dict(specs)
         # One millisecond more: a runner may fire a timer at T once the watermark reaches T,
         # while an item at exactly T may still come (the watermark promises only < T).
         self._lateness = allowed_lateness_ms + 1
+        self._horizon = correction_horizon_ms
+        self._correcting = correction_horizon_ms is None or correction_horizon_ms > 0
+        self._every = _checkpoint_every(correction_horizon_ms)
         self._late = beam.metrics.Metrics.counter(NAMESPACE, "model_inputs_late")
         self._counts = Counters()
 
@@ -93,10 +122,27 @@ class _LearnFn(beam.DoFn):
         released=beam.DoFn.StateParam(RELEASED),
         pending=beam.DoFn.StateParam(PENDING),
         release=beam.DoFn.TimerParam(RELEASE),
+        floor=beam.DoFn.StateParam(FLOOR),
+        rewind=beam.DoFn.StateParam(REWIND),
     ):
-        _, item = keyed
-        if ordering.hold(item, buffer, released, pending, release, self._lateness) is not None:
+        name, item = keyed
+        passed = ordering.hold(item, buffer, released, pending, release, self._lateness)
+        if passed is None:
+            return
+        oldest = floor.read() if self._correcting else None
+        if oldest is None or item[0] <= oldest:
             self._late.inc()
+            return
+        # Late, but within the horizon: learned in order by going back to a checkpoint.
+        buffer.add(item)
+        since = rewind.read()
+        rewind.write(item[0] if since is None else min(since, item[0]))
+        due = passed + self._lateness  # the watermark is past it: the timer fires at once
+        pending_at = pending.read()
+        if pending_at is None or due < pending_at:
+            release.set(ordering.at(due))
+            pending.write(due)
+        self._counts.inc(f"model_inputs_corrected.{name}", 1)
 
     @userstate.on_timer(RELEASE)
     def on_release(
@@ -108,16 +154,50 @@ class _LearnFn(beam.DoFn):
         released=beam.DoFn.StateParam(RELEASED),
         pending=beam.DoFn.StateParam(PENDING),
         release=beam.DoFn.TimerParam(RELEASE),
+        log=beam.DoFn.StateParam(LOG),
+        checkpoints=beam.DoFn.StateParam(CHECKPOINTS),
+        floor=beam.DoFn.StateParam(FLOOR),
+        newest=beam.DoFn.StateParam(NEWEST),
+        rewind=beam.DoFn.StateParam(REWIND),
     ):
         if pending.read() is None:
             return
+        before = released.read()
         ready = ordering.release(fired, buffer, released, pending, release, self._lateness)
         if not ready:
             return
-        learner = model.read() or learning.new_model(self._specs[key])
-        scores, drifts = learning.feed(learner, [item for _, item in ready])
+        items = [item for _, item in ready]
+        learner = None
+        since = rewind.read()
+        if since is not None:
+            rewind.clear()
+            back = learning.restart(list(checkpoints.read()), list(log.read()), since)
+            if back is None:  # no checkpoint is old enough any more: late after all
+                items = [item for ts, item in ready if ts > before]
+                self._late.inc(len(ready) - len(items))
+            else:
+                learner, points, older, again = back
+                _rewrite(checkpoints, points)
+                _rewrite(log, older)
+                newest.write(points[-1][0])
+                items = again + items
+                self._counts.inc(f"model_corrections.{key}", 1)
+                self._counts.inc(f"model_inputs_learned_again.{key}", len(again))
+        if learner is None:
+            learner = model.read() or learning.new_model(self._specs[key])
+        if self._correcting and before is None:
+            # The model before anything: a correction can reach back to the first item.
+            start = min(ts for ts, _ in ready) - 1
+            checkpoints.add((start, learning.snapshot(learner)))
+            floor.write(start)
+            newest.write(start)
+        scores, drifts = learning.feed(learner, items)
         model.write(learner)
-        examples = sum(1 for _, item in ready if item["kind"] == learning.EXAMPLE)
+        if self._correcting:
+            for item in items:
+                log.add(item)
+            self._checkpoint(learner, released.read(), checkpoints, log, floor, newest)
+        examples = sum(1 for item in items if item["kind"] == learning.EXAMPLE)
         self._counts.inc(f"model_updates.{key}", examples)
         self._counts.inc(f"model_scores.{key}", len(scores))
         yield from scores
@@ -127,6 +207,33 @@ class _LearnFn(beam.DoFn):
         summary = learner.summary()
         report_metrics(summary)
         yield beam.pvalue.TaggedOutput(SUMMARIES, summary)
+
+    def _checkpoint(self, learner, cutoff: int, checkpoints, log, floor, newest) -> None:
+        """Every ``_every`` of event time: a checkpoint, and what falls out of the horizon goes."""
+        last = newest.read()
+        if last is not None and cutoff - last < self._every:
+            return
+        checkpoints.add((cutoff, learning.snapshot(learner)))
+        newest.write(cutoff)
+        horizon_from = None if self._horizon is None else cutoff - self._horizon
+        points, kept = learning.trim(list(checkpoints.read()), list(log.read()), horizon_from)
+        _rewrite(checkpoints, points)
+        _rewrite(log, kept)
+        floor.write(points[0][0])
+
+
+def _rewrite(bag, items) -> None:
+    bag.clear()
+    for item in items:
+        bag.add(item)
+
+
+def _checkpoint_every(horizon_ms: int | None) -> int:
+    """How often (event time) the learner keeps a checkpoint: an eighth of the horizon,
+    between a second and an hour (an unbounded horizon: every hour)."""
+    if horizon_ms is None:
+        return HOUR_MS
+    return min(max(horizon_ms // 8, 1_000), HOUR_MS)
 
 
 class _LearnAllFn(beam.DoFn):
@@ -159,11 +266,12 @@ class LearnOnline(beam.PTransform):
         specs: dict[str, learning.ModelSpec],
         allowed_lateness_ms: int = 0,
         streaming: bool = False,
+        correction_horizon_ms: int | None = 0,
     ):
         super().__init__()
         self._specs = dict(specs)
         self._streaming = streaming
-        self._fn = _LearnFn(specs, allowed_lateness_ms)
+        self._fn = _LearnFn(specs, allowed_lateness_ms, correction_horizon_ms)
 
     def expand(self, model_inputs):
         keyed = (

@@ -6,7 +6,8 @@ Written by hand (Beam has no Redis sink for Python).
     per model: ``MODEL`` (the score: a probability, or a cluster number),
     ``MODEL:version`` and ``MODEL:at`` (the event time it is as of). The
     score as of the latest time wins (``write_score.lua``), so a replay or a
-    retried bundle changes nothing; a score of a user erased since is refused.
+    retried bundle changes nothing; a score as of the same time replaces the
+    stored one (a learner's correction); a score of a user erased since is refused.
 ``mt:NS:model:NAME`` (hash)
     ``version`` (examples learned: only grows), ``model_version``, the
     progressive metrics (``roc_auc``, ``log_loss`` or ``silhouette``) and

@@ -6,7 +6,9 @@
 -- ARGV[4]  the event time (ms) the score is as of    ARGV[5] TTL in seconds (0: none)
 --
 -- Fields: MODEL (the score), MODEL:version, MODEL:at. Returns 1 if written, 0 if a score as
--- of the same or a later time is stored, 2 if the user was erased at or after that time.
+-- of a later time is stored, 2 if the user was erased at or after that time. A score as of
+-- the same time replaces the stored one: a learner that took in a late input gives its
+-- scores since then again, corrected (a retried write rewrites the same values).
 local erased = redis.call('GET', KEYS[2])
 if erased and tonumber(ARGV[4]) <= tonumber(erased) then
   return 2
@@ -16,7 +18,7 @@ if kind ~= 'none' and kind ~= 'hash' then
   return redis.error_reply(KEYS[1] .. ' holds a ' .. kind)
 end
 local stored = redis.call('HGET', KEYS[1], ARGV[1] .. ':at')
-if stored and tonumber(stored) >= tonumber(ARGV[4]) then
+if stored and tonumber(stored) > tonumber(ARGV[4]) then
   return 0
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2], ARGV[1] .. ':version', ARGV[3], ARGV[1] .. ':at', ARGV[4])
