@@ -3,6 +3,7 @@
     python bench/live.py [--rate 1000] [--seconds 60] [--events 30000] [--json OUT]
                          [--only latency|throughput] [--kinds baseline,pipeline]
                          [--checkpoint-ms 10000] [--max-bundle-ms N]
+                         [--max-bundle-size N]
 
 Starts a real Redis, a real Kafka broker (two partitions) and, for every run,
 Beam's Flink job server with ``[local]`` (an embedded mini-cluster), all on
@@ -138,6 +139,8 @@ def _start_job(kind, env, topic, namespace, parallelism, work, tuning):
     expansion = stack.enter_context(ExpansionService(work))
     server = stack.enter_context(FlinkJobServer(work))
     args = [f"--max_bundle_time_mills={tuning['bundle_ms']}"] if tuning["bundle_ms"] else []
+    if tuning["bundle_size"]:
+        args.append(f"--max_bundle_size={tuning['bundle_size']}")
     if parallelism > 1:
         pool = stack.enter_context(WorkerPool(work))
         args += ["--environment_type=EXTERNAL", f"--environment_config={pool.endpoint}"]
@@ -343,10 +346,20 @@ def main(argv=None) -> int:
         default=0,
         help="Beam's --max_bundle_time_mills for both jobs (0: the runner's default, 1000)",
     )
+    parser.add_argument(
+        "--max-bundle-size",
+        type=int,
+        default=0,
+        help="Beam's --max_bundle_size for both jobs (0: the runner's default, 1000)",
+    )
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     kinds = [k for k in ("baseline", "pipeline") if k in args.kinds.split(",")]
-    tuning = {"checkpoint_ms": args.checkpoint_ms, "bundle_ms": args.max_bundle_ms}
+    tuning = {
+        "checkpoint_ms": args.checkpoint_ms,
+        "bundle_ms": args.max_bundle_ms,
+        "bundle_size": args.max_bundle_size,
+    }
 
     from runners.local_kafka import KafkaServer
     from runners.local_redis import RedisServer
