@@ -6,7 +6,7 @@ import random
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
-from apache_beam.testing.test_stream import TestStream
+from apache_beam.testing.test_stream import TestStream as EventStream
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
@@ -43,9 +43,9 @@ def _timed(item: dict) -> TimestampedValue:
     return TimestampedValue(item, Timestamp(micros=item["at"] * 1000))
 
 
-def _stream(items: list[dict], late: dict) -> TestStream:
+def _stream(items: list[dict], late: dict) -> EventStream:
     """Every item in time order, an hour at a time, and ``late`` after its hour has passed."""
-    stream = TestStream().advance_watermark_to(Timestamp(micros=-1000))
+    stream = EventStream().advance_watermark_to(Timestamp(micros=-1000))
     for hour in range(3):
         batch = [i for i in items if hour * 60 * MIN <= i["at"] < (hour + 1) * 60 * MIN]
         stream = stream.add_elements([_timed(i) for i in batch])
