@@ -137,11 +137,8 @@ class _LearnFn(beam.DoFn):
         buffer.add(item)
         since = rewind.read()
         rewind.write(item[0] if since is None else min(since, item[0]))
-        due = passed + self._lateness  # the watermark is past it: the timer fires at once
-        pending_at = pending.read()
-        if pending_at is None or due < pending_at:
-            release.set(ordering.at(due))
-            pending.write(due)
+        # The watermark is past it: the timer fires at once.
+        ordering.arm(passed + self._lateness, pending, release)
         self._counts.inc(f"model_inputs_corrected.{name}", 1)
 
     @userstate.on_timer(RELEASE)

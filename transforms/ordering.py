@@ -27,12 +27,16 @@ def hold(item, buffer, released, pending, release, lateness_ms: int) -> int | No
     if released_until is not None and ts <= released_until:
         return released_until
     buffer.add(item)
-    due = ts + lateness_ms
+    arm(ts + lateness_ms, pending, release)
+    return None
+
+
+def arm(due: int, pending, release) -> None:
+    """Make the release timer fire by ``due`` (it only ever moves earlier here)."""
     pending_at = pending.read()
     if pending_at is None or due < pending_at:
         release.set(at(due))
         pending.write(due)
-    return None
 
 
 def release(fired, buffer, released, pending, timer, lateness_ms: int) -> list:

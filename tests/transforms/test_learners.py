@@ -11,6 +11,7 @@ from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
 from models import learning
+from tests.transforms.test_timeline import COLLECTED, _Collect
 from transforms.learners import SUMMARIES, LearnOnline
 
 MIN = 60_000
@@ -55,21 +56,8 @@ def _stream(items: list[dict], late: dict) -> EventStream:
     return stream.advance_watermark_to_infinity()
 
 
-# The BundleBasedDirectRunner runs DoFns in this process: a module-level dict sees every
-# output, in the order they were given.
-FOUND: dict[str, list] = {}
-
-
-class _Collect(beam.DoFn):
-    def __init__(self, name: str):
-        self._name = name
-
-    def process(self, element):
-        FOUND.setdefault(self._name, []).append(element)
-
-
 def _run(items, late, horizon_ms):
-    FOUND.clear()
+    COLLECTED.clear()
     options = PipelineOptions([])
     options.view_as(StandardOptions).streaming = True
     with beam.Pipeline(runner="BundleBasedDirectRunner", options=options) as pipeline:
@@ -80,7 +68,7 @@ def _run(items, late, horizon_ms):
         )
         _ = learned.scores | "Scores" >> beam.ParDo(_Collect("scores"))
         _ = learned[SUMMARIES] | "Summaries" >> beam.ParDo(_Collect("summaries"))
-    return {"scores": FOUND.get("scores", []), "summaries": FOUND.get("summaries", [])}
+    return {"scores": COLLECTED.get("scores", []), "summaries": COLLECTED.get("summaries", [])}
 
 
 def _plain(items):
