@@ -194,7 +194,8 @@ class _LearnFn(beam.DoFn):
             for item in items:
                 log.add(item)
             self._checkpoint(learner, released.read(), checkpoints, log, floor, newest)
-        examples = sum(1 for item in items if item["kind"] == learning.EXAMPLE)
+        # Examples learned once each: what a correction learns again is counted apart.
+        examples = sum(1 for _, item in ready if item["kind"] == learning.EXAMPLE)
         self._counts.inc(f"model_updates.{key}", examples)
         self._counts.inc(f"model_scores.{key}", len(scores))
         yield from scores
