@@ -164,7 +164,7 @@ class _LearnFn(beam.DoFn):
         if not ready:
             return
         items = [item for _, item in ready]
-        learner = None
+        learner, again = None, []
         since = rewind.read()
         if since is not None:
             rewind.clear()
@@ -195,7 +195,7 @@ class _LearnFn(beam.DoFn):
                 log.add(item)
             self._checkpoint(learner, released.read(), checkpoints, log, floor, newest)
         # Examples learned once each: what a correction learns again is counted apart.
-        examples = sum(1 for _, item in ready if item["kind"] == learning.EXAMPLE)
+        examples = sum(1 for item in items[len(again) :] if item["kind"] == learning.EXAMPLE)
         self._counts.inc(f"model_updates.{key}", examples)
         self._counts.inc(f"model_scores.{key}", len(scores))
         yield from scores
