@@ -70,6 +70,19 @@ class FlinkOptions(PipelineOptions):
         parser.add_argument("--max_bundle_size", type=int, default=None)
         parser.add_argument("--max_bundle_time_mills", type=int, default=None)
         parser.add_argument("--auto_watermark_interval", type=int, default=None)
+        parser.add_argument(
+            "--finish_bundle_before_checkpointing",
+            type=true_or_false,
+            default=None,
+            help="true (microtarget's default): finish bundles before a checkpoint barrier; "
+            "false: Beam's default, which buffers a bundle's output into the checkpoint.",
+        )
+
+
+def true_or_false(text: str) -> bool:
+    if text.lower() not in ("true", "false"):
+        raise ValueError(f"expected true or false, not {text!r}")
+    return text.lower() == "true"
 
 
 @dataclass
@@ -167,6 +180,12 @@ def _options(request: RunRequest, job_endpoint: str | None, work: Path) -> Pipel
         portable.environment_type = "LOOPBACK"
     flink = options.view_as(FlinkOptions)
     flink.checkpointing_interval = request.checkpoint_interval_ms
+    # Beam's default (false) finishes a bundle inside the checkpoint and buffers its
+    # output into it, but lets the operator's watermark out at once (Beam 2.56's
+    # ExecutableStageDoFnOperator): those outputs then reach the next stage behind
+    # its watermark, a session is cut in two or a timeline item dead-lettered as late.
+    if flink.finish_bundle_before_checkpointing is None:
+        flink.finish_bundle_before_checkpointing = True
     # Checkpoints to files: the default keeps them in the job manager's memory, capped
     # at 5 MB, and a profile store outgrows that within minutes.
     flink.state_backend = flink.state_backend or "filesystem"

@@ -71,6 +71,23 @@ def test_kafka_urls_parse_or_fail_naming_the_option():
             parse_url(bad, "--sink")
 
 
+def test_flink_jobs_finish_bundles_before_checkpoints_unless_told_not_to(tmp_path, capsys):
+    def options(*beam_args):
+        request = live.RunRequest(
+            source="kafka://127.0.0.1:9/t", redis_url="redis://127.0.0.1:9", beam_args=beam_args
+        )
+        return live._options(request, "127.0.0.1:9", tmp_path).get_all_options()
+
+    assert options()["finish_bundle_before_checkpointing"] is True
+    assert (
+        options("--finish_bundle_before_checkpointing=false")["finish_bundle_before_checkpointing"]
+        is False
+    )
+    with pytest.raises(SystemExit):
+        options("--finish_bundle_before_checkpointing=sometimes")
+    assert "--finish_bundle_before_checkpointing" in capsys.readouterr().err
+
+
 def test_publish_orders_by_event_time_keys_by_user_and_stamps_the_event_time(
     kafka_server, topic, recorded
 ):
