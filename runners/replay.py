@@ -395,6 +395,7 @@ def _execute(request: ReplayRequest):
         standard.runner = "FnApiRunner"
     if standard.runner in ("FnApiRunner", "DirectRunner"):
         local_runner.speed_up_state_cache()
+        local_runner.pipeline_state_commits()
     if standard.runner in ("BundleBasedDirectRunner", "DirectRunner"):
         local_runner.speed_up_bundle_runner()
     started = time.perf_counter()
