@@ -344,7 +344,7 @@ def main(argv=None) -> int:
         "--max-bundle-ms",
         type=int,
         default=0,
-        help="Beam's --max_bundle_time_mills for both jobs (0: the runner's default, 1000)",
+        help="Beam's --max_bundle_time_mills for both jobs (0: the live job's default, 100)",
     )
     parser.add_argument(
         "--max-bundle-size",
