@@ -188,13 +188,6 @@ def _options(request: RunRequest, job_endpoint: str | None, work: Path) -> Pipel
     # its watermark, a session is cut in two or a timeline item dead-lettered as late.
     if flink.finish_bundle_before_checkpointing is None:
         flink.finish_bundle_before_checkpointing = True
-    # A stage's watermark moves when its bundle ends; Beam's 1 s limit per bundle
-    # added up along the stages (bench/live.py: p50 4.8 s at 100 events/s, 1.0 s
-    # with 100 ms, and the same throughput). Only for workers in this process: they
-    # get the state cache and pipelined commits below, without which more bundles
-    # cost throughput (a --worker-pool at parallelism 2: 257 events/s, 328 with 1 s).
-    if flink.max_bundle_time_mills is None and portable.environment_type == "LOOPBACK":
-        flink.max_bundle_time_mills = BUNDLE_MS
     # Checkpoints to files: the default keeps them in the job manager's memory, capped
     # at 5 MB, and a profile store outgrows that within minutes.
     flink.state_backend = flink.state_backend or "filesystem"
@@ -208,12 +201,18 @@ def _options(request: RunRequest, job_endpoint: str | None, work: Path) -> Pipel
     worker = options.view_as(WorkerOptions)
     if not worker.max_cache_memory_usage_mb:
         worker.max_cache_memory_usage_mb = STATE_CACHE_MB
-    if portable.environment_type == "LOOPBACK":
+    if portable.environment_type == "LOOPBACK":  # the workers run in this process
         from runners import local_runner
 
-        # The workers run in this process.
         local_runner.speed_up_state_cache()
         local_runner.pipeline_state_commits()
+        # A stage's watermark moves when its bundle ends; Beam's 1 s limit per bundle
+        # added up along the stages (bench/live.py: p50 4.8 s at 100 events/s, 1.0 s
+        # with 100 ms, and the same throughput). Only with the state cache and the
+        # pipelined commits above: without them more bundles cost throughput (a
+        # --worker-pool at parallelism 2: 257 events/s, 328 with 1 s).
+        if flink.max_bundle_time_mills is None:
+            flink.max_bundle_time_mills = BUNDLE_MS
 
     options.view_as(FlinkRunnerOptions).parallelism = request.parallelism
     return options
