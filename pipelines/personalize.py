@@ -62,7 +62,7 @@ def build(
     protected = decoded.events | "ApplyConsent" >> ApplyConsent(
         config.privacy_params(b""), key_source
     )
-    unique = protected | "Deduplicate" >> DeduplicateEvents(config.dedupe.horizon)
+    unique = protected | "Deduplicate" >> DeduplicateEvents(config.dedupe.horizon, lateness)
     keyed = unique | "KeyByUser" >> beam.Map(_key_by_user).with_output_types(tuple[str, dict])
     sessions = keyed | "SummarizeSessions" >> SummarizeSessions(config.sessions.gap, lateness)
     # Trending items are aggregates without users; an event that says no to analytics

@@ -1,16 +1,16 @@
 """Run replays on Beam's local runners, tuned for this job's state.
 
 Why the FnApiRunner, named explicitly: ``DirectRunner`` picks its engine per
-pipeline, and Beam's ``DeduplicatePerKey`` declares a processing-time timer,
-which sends the whole pipeline to the legacy bundle-based runner: several
-times slower, and it loses the counters of steps fed by timers. The
-FnApiRunner runs every transform here, timers included.
+pipeline, and any processing-time timer (Beam's ``DeduplicatePerKey``, which
+deduplication once used, declares one) sends the whole pipeline to the legacy
+bundle-based runner: several times slower, and it loses the counters of steps
+fed by timers. The FnApiRunner runs every transform here, timers included.
 
 Why the patch: the FnApiRunner's in-process worker caches user state and
 weighs each cached value with ``objsize.get_deep_size``, whose default walks
 the globals of every loaded module on every call to exclude them. With one
-state cell per event id (deduplication) that walk was 80% of a replay's time
-(py-spy, 10,000 Taobao events: 18.0 s with it, 3.7 s without). The patch
+state cell per event id (deduplication was keyed by id then) that walk was
+80% of a replay's time (py-spy, 10,000 Taobao events: 18.0 s with it, 3.7 s without). The patch
 keeps Beam's own size, referents and filter functions and only turns the
 module-globals walk off (state values here are plain data, so the sizes are
 the same). It applies to Beam 2.77's ``statecache`` module and is skipped,

@@ -1,0 +1,77 @@
+"""Which events repeat an id the same user sent before: the pure part of ``transforms.dedupe``.
+
+A user's memory maps each event id to the event time of its first copy.
+An event repeats an earlier one when its id is in the memory and its event
+time is within ``horizon`` of the first copy's, either side. The answer depends on event times
+alone, never on when the memory was last pruned, so a replay and a live run
+drop the same copies however their bundles and watermarks fall.
+
+An id may be forgotten once the watermark has passed
+``first + horizon + allowed_lateness``: a copy that could still repeat it
+would then be behind the watermark by more than the allowed lateness, too
+late for the user's timeline anyway. Pruning runs on one timer per user, due
+``sweep`` after the memory's earliest expiry, so one firing forgets every id
+expiring within ``sweep`` of it and an id is kept at most ``sweep`` longer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DedupeParams:
+    horizon_ms: int
+    lateness_ms: int = 0
+
+    @property
+    def sweep_ms(self) -> int:
+        """How much later than its expiry an id may be forgotten (a quarter of the horizon)."""
+        return max(self.horizon_ms // 4, 1)
+
+
+def remember(params: DedupeParams, memory: dict, event_id: str, time_ms: int) -> bool:
+    """True if the event is new (and remembered); False if it repeats an id in ``memory``.
+
+    >>> memory, p = {}, DedupeParams(horizon_ms=1000)
+    >>> remember(p, memory, "e1", 5000), remember(p, memory, "e1", 5000)
+    (True, False)
+    >>> remember(p, memory, "e1", 5999), remember(p, memory, "e1", 4001)
+    (False, False)
+    >>> remember(p, memory, "e1", 6000), memory
+    (True, {'e1': 6000})
+    """
+    first = memory.get(event_id)
+    if first is not None and abs(time_ms - first) < params.horizon_ms:
+        return False
+    memory[event_id] = time_ms
+    return True
+
+
+def expires_at(params: DedupeParams, first_ms: int) -> int:
+    """The watermark after which an id first seen at ``first_ms`` may be forgotten."""
+    return first_ms + params.horizon_ms + params.lateness_ms
+
+
+def prune(params: DedupeParams, memory: dict, watermark_ms: int) -> None:
+    """Forget, in place, every id whose expiry the watermark has reached.
+
+    >>> memory, p = {"a": 0, "b": 500, "c": 2000}, DedupeParams(horizon_ms=1000)
+    >>> prune(p, memory, 1500); memory
+    {'c': 2000}
+    """
+    for event_id in [e for e, first in memory.items() if expires_at(params, first) <= watermark_ms]:
+        del memory[event_id]
+
+
+def next_sweep(params: DedupeParams, memory: dict) -> int | None:
+    """When the pruning timer should fire next (None: nothing is remembered).
+
+    >>> next_sweep(DedupeParams(horizon_ms=1000, lateness_ms=100), {"a": 0, "b": 300})
+    1350
+    >>> next_sweep(DedupeParams(horizon_ms=1000), {}) is None
+    True
+    """
+    if not memory:
+        return None
+    return expires_at(params, min(memory.values())) + params.sweep_ms

@@ -1,0 +1,103 @@
+"""DeduplicateEvents under a TestStream: retries dropped, ids scoped to users, memory pruned."""
+
+from __future__ import annotations
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.testing.test_stream import TestStream as EventStream
+from apache_beam.testing.util import assert_that, equal_to
+from apache_beam.transforms.window import TimestampedValue
+from apache_beam.utils.timestamp import Timestamp
+
+from transforms.dedupe import DeduplicateEvents
+
+T0 = 1_700_000_000_000
+MIN = 60_000
+HORIZON = 10 * MIN  # the sweep is a quarter of it
+
+
+def ev(event_id: str, minute: float, user: str = "u1") -> TimestampedValue:
+    ms = T0 + int(minute * MIN)
+    event = {"event_id": event_id, "user_id": user, "timestamp": ms, "note": f"{user}@{minute}"}
+    return TimestampedValue(event, ms / 1000)
+
+
+def at(minute: float) -> Timestamp:
+    return Timestamp(micros=(T0 + int(minute * MIN)) * 1000)
+
+
+def _run(stream: EventStream, expected: list[str], lateness_ms: int = 0) -> None:
+    options = PipelineOptions([])
+    options.view_as(StandardOptions).streaming = True
+    with beam.Pipeline(runner="BundleBasedDirectRunner", options=options) as pipeline:
+        notes = (
+            pipeline
+            | stream
+            | DeduplicateEvents(HORIZON, lateness_ms)
+            | beam.Map(lambda e: e["note"])
+        )
+        assert_that(notes, equal_to(expected))
+
+
+def test_a_retry_within_the_horizon_is_dropped_even_after_the_watermark_moved_on():
+    stream = (
+        EventStream()
+        .add_elements([ev("a", 0), ev("b", 1)])
+        .advance_watermark_to(at(5))
+        .add_elements([ev("a", 0), ev("b", 1), ev("c", 6)])
+        .advance_watermark_to_infinity()
+    )
+    _run(stream, ["u1@0", "u1@1", "u1@6"])
+
+
+def test_the_same_id_counts_again_once_its_event_time_is_a_horizon_away():
+    stream = (
+        EventStream()
+        .add_elements([ev("a", 20)])
+        .add_elements([ev("a", 29.9), ev("a", 10.1), ev("a", 30)])
+        .add_elements([ev("b", 20)])
+        .add_elements([ev("b", 10)])
+        .advance_watermark_to_infinity()
+    )
+    _run(stream, ["u1@20", "u1@30", "u1@20", "u1@10"])
+
+
+def test_ids_are_scoped_to_their_user():
+    stream = (
+        EventStream()
+        .add_elements([ev("a", 0, "u1"), ev("a", 0, "u2"), ev("a", 0, "u1")])
+        .advance_watermark_to_infinity()
+    )
+    _run(stream, ["u1@0", "u2@0"])
+
+
+def test_an_id_is_forgotten_after_horizon_lateness_and_sweep_and_not_before():
+    # Forgettable from minute 10 + 2 (lateness); the sweep runs by 10 + 2 + 2.5.
+    kept_until = (
+        EventStream()
+        .add_elements([ev("a", 0)])
+        .advance_watermark_to(at(11.9))
+        .add_elements([ev("a", 0)])
+        .advance_watermark_to_infinity()
+    )
+    _run(kept_until, ["u1@0"], lateness_ms=2 * MIN)
+    forgotten = (
+        EventStream()
+        .add_elements([ev("a", 0)])
+        .advance_watermark_to(at(14.5))
+        .add_elements([ev("a", 0)])
+        .advance_watermark_to_infinity()
+    )
+    _run(forgotten, ["u1@0", "u1@0"], lateness_ms=2 * MIN)
+
+
+def test_in_a_batch_retries_are_dropped_whatever_the_order():
+    events = [ev("a", 0), ev("b", 2, "u2"), ev("a", 0), ev("c", 0), ev("b", 2, "u2"), ev("c", 30)]
+    with beam.Pipeline() as pipeline:
+        notes = (
+            pipeline
+            | beam.Create(events)
+            | DeduplicateEvents(HORIZON)
+            | beam.Map(lambda e: e["note"])
+        )
+        assert_that(notes, equal_to(["u1@0", "u2@2", "u1@0", "u1@30"]))
