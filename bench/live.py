@@ -154,6 +154,7 @@ def _start_job(kind, env, topic, namespace, parallelism, work, tuning):
         dead_letters_dir=str(work / "dead"),
         beam_args=args,
         checkpoint_interval_ms=tuning["checkpoint_ms"],
+        worker_pool=parallelism > 1,
     )
     options = live._options(request, server.endpoint, work)
     pipeline = beam.Pipeline(options=options)

@@ -148,12 +148,13 @@ class FlinkJobServer(JavaService):
 
 
 class WorkerPool:
-    """Beam's Python worker pool: each Flink task slot gets a worker process of its own.
+    """A Python worker pool (``runners.worker_pool``): a worker process per Flink task slot.
 
     LOOPBACK workers share this process and its interpreter lock, so a
     parallelism above 1 gains nothing; with the pool (EXTERNAL environment)
-    each parallel instance runs in its own Python process. Stopped with its
-    workers (its own process group) by PID.
+    each parallel instance runs in its own Python process, with the job's
+    state cache and this project's worker changes. Stopped with its workers
+    (its own process group) by PID.
     """
 
     def __init__(self, log_dir: str | Path, port: int | None = None):
@@ -167,21 +168,19 @@ class WorkerPool:
 
     def start(self) -> WorkerPool:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        path = os.environ.get("PATH", "")
         with open(self.log_dir / "worker-pool.log", "ab") as out:
             self.process = subprocess.Popen(
                 [
                     sys.executable,
                     "-m",
-                    "apache_beam.runners.worker.worker_pool_main",
+                    "runners.worker_pool",
                     f"--service_port={self.port}",
                 ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # its workers join its process group
-                # The pool starts workers as `python -c ...`: this interpreter's first.
-                env={**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{path}"},
+                cwd=jvm.ROOT,  # the workers import this project's modules
             )
         _wait_listening(self, "worker pool", self.log_dir / "worker-pool.log")
         return self

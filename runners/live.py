@@ -196,21 +196,23 @@ def _options(request: RunRequest, job_endpoint: str | None, work: Path) -> Pipel
     from apache_beam.options.pipeline_options import FlinkRunnerOptions, WorkerOptions
 
     # Beam's SDK worker caches no user state by default, so each read of a state cell
-    # is a round trip to the runner. (Workers of a --worker-pool keep the pool's
-    # setting, which is off.)
+    # is a round trip to the runner. (Workers of Beam's own worker pool never see this
+    # option; those of runners.worker_pool do.)
     worker = options.view_as(WorkerOptions)
     if not worker.max_cache_memory_usage_mb:
         worker.max_cache_memory_usage_mb = STATE_CACHE_MB
-    if portable.environment_type == "LOOPBACK":  # the workers run in this process
+    in_process = portable.environment_type == "LOOPBACK"
+    if in_process:  # runners.worker_pool does the same in its workers
         from runners import local_runner
 
         local_runner.speed_up_state_cache()
         local_runner.pipeline_state_commits()
+    if in_process or request.worker_pool:
         # A stage's watermark moves when its bundle ends; Beam's 1 s limit per bundle
         # added up along the stages (bench/live.py: p50 4.8 s at 100 events/s, 1.0 s
         # with 100 ms, and the same throughput). Only with the state cache and the
-        # pipelined commits above: without them more bundles cost throughput (a
-        # --worker-pool at parallelism 2: 257 events/s, 328 with 1 s).
+        # pipelined commits above: without them more bundles cost throughput (Beam's
+        # worker pool at parallelism 2: 257 events/s, 328 with 1 s).
         if flink.max_bundle_time_mills is None:
             flink.max_bundle_time_mills = BUNDLE_MS
 
