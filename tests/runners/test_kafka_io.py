@@ -88,6 +88,27 @@ def test_flink_jobs_finish_bundles_before_checkpoints_unless_told_not_to(tmp_pat
     assert "--finish_bundle_before_checkpointing" in capsys.readouterr().err
 
 
+def test_live_jobs_close_bundles_after_50_ms_where_the_workers_are_ours(tmp_path):
+    def options(*beam_args, worker_pool=False):
+        request = live.RunRequest(
+            source="kafka://127.0.0.1:9/t",
+            redis_url="redis://127.0.0.1:9",
+            beam_args=beam_args,
+            worker_pool=worker_pool,
+        )
+        return live._options(request, "127.0.0.1:9", tmp_path).get_all_options()
+
+    loopback = options()
+    assert loopback["max_bundle_time_mills"] == 50 and loopback["auto_watermark_interval"] == 50
+    assert loopback["max_cache_memory_usage_mb"] == 256
+    pool = ("--environment_type=EXTERNAL", "--environment_config=127.0.0.1:9")
+    assert options(*pool, worker_pool=True)["max_bundle_time_mills"] == 50
+    # Somebody else's pool (Beam's own has no state cache): Beam's default bundles.
+    assert options(*pool)["max_bundle_time_mills"] is None
+    given = options("--max_bundle_time_mills=500", "--auto_watermark_interval=1000")
+    assert given["max_bundle_time_mills"] == 500 and given["auto_watermark_interval"] == 1000
+
+
 def test_publish_orders_by_event_time_keys_by_user_and_stamps_the_event_time(
     kafka_server, topic, recorded
 ):
