@@ -276,7 +276,9 @@ def latency(
         client.close()
     latencies.sort()
 
-    def pct(q):
+    def pct(q):  # None when no probe came through (the job fell too far behind)
+        if not latencies:
+            return None
         return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))], 1)
 
     return {
@@ -289,8 +291,8 @@ def latency(
         "p50_ms": pct(0.50),
         "p90_ms": pct(0.90),
         "p99_ms": pct(0.99),
-        "max_ms": round(latencies[-1], 1),
-        "mean_ms": round(statistics.fmean(latencies), 1),
+        "max_ms": pct(1.0),
+        "mean_ms": round(statistics.fmean(latencies), 1) if latencies else None,
     }
 
 
@@ -420,7 +422,7 @@ def main(argv=None) -> int:
                         print(json.dumps(row), flush=True)
                         report["throughput"].append(row)
     by = {(r["kind"]): r for r in report["latency"]}
-    if len(by) == 2:
+    if len(by) == 2 and by["pipeline"]["p99_ms"] and by["baseline"]["p99_ms"]:
         report["latency_p99_ratio"] = round(by["pipeline"]["p99_ms"] / by["baseline"]["p99_ms"], 2)
     for parallelism in (1, 2):
         rows = {r["kind"]: r for r in report["throughput"] if r["parallelism"] == parallelism}

@@ -1,17 +1,21 @@
 """Which events repeat an id the same user sent before: the pure part of ``transforms.dedupe``.
 
-A user's memory maps each event id to the event time of its first copy.
-An event repeats an earlier one when its id is in the memory and its event
-time is within ``horizon`` of the first copy's, either side. The answer depends on event times
-alone, never on when the memory was last pruned, so a replay and a live run
-drop the same copies however their bundles and watermarks fall.
+A user's memory maps each event id to the event time of its copy counted
+last. An event repeats an earlier one when its id is in the memory and its
+event time is within ``horizon`` of that copy's, either side (retries carry
+the same bytes, so the same time). The answer depends on event times, not on
+when the memory was last pruned, for every copy the user's timeline can
+still take: a copy later than the allowed lateness may find its id
+forgotten in a live run and be counted, and the timeline then dead-letters
+it as late; a batch replay, whose watermark waits for the whole input,
+drops it here.
 
 An id may be forgotten once the watermark has passed
-``first + horizon + allowed_lateness``: a copy that could still repeat it
-would then be behind the watermark by more than the allowed lateness, too
-late for the user's timeline anyway. Pruning runs on one timer per user, due
-``sweep`` after the memory's earliest expiry, so one firing forgets every id
-expiring within ``sweep`` of it and an id is kept at most ``sweep`` longer.
+``time + horizon + allowed_lateness``. Pruning runs on one timer per user,
+due ``sweep`` after the latest expiry in the memory when it is armed, so a
+user's memory is swept about once per horizon while the user is active (a
+batch replay sweeps each user twice, at its end) and an id is kept at most
+about one horizon and a sweep past its expiry.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ class DedupeParams:
 
     @property
     def sweep_ms(self) -> int:
-        """How much later than its expiry an id may be forgotten (a quarter of the horizon)."""
+        """How long after the expiry it waits for the pruning timer fires (a quarter horizon)."""
         return max(self.horizon_ms // 4, 1)
 
 
@@ -67,11 +71,15 @@ def prune(params: DedupeParams, memory: dict, watermark_ms: int) -> None:
 def next_sweep(params: DedupeParams, memory: dict) -> int | None:
     """When the pruning timer should fire next (None: nothing is remembered).
 
+    At the latest expiry, not the earliest: a bounded replay's watermark only
+    moves at its end, and every firing before that would be a round of timers
+    that prunes nothing.
+
     >>> next_sweep(DedupeParams(horizon_ms=1000, lateness_ms=100), {"a": 0, "b": 300})
-    1350
+    1650
     >>> next_sweep(DedupeParams(horizon_ms=1000), {}) is None
     True
     """
     if not memory:
         return None
-    return expires_at(params, min(memory.values())) + params.sweep_ms
+    return expires_at(params, max(memory.values())) + params.sweep_ms

@@ -24,6 +24,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -135,11 +136,13 @@ def _serve(host: str, port: int) -> None:
     beam_fn_api_pb2_grpc.add_BeamFnExternalWorkerPoolServicer_to_server(pool, server)
     server.start()
     log.info("worker pool listening at %s:%s", host, bound)
+    # Stopped with SIGTERM (or Ctrl-C), it takes its workers with it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         while True:
             time.sleep(3600)
     finally:
-        for process in pool._worker_processes.values():
+        for process in list(pool._worker_processes.values()):
             process.terminate()
         server.stop(0)
 

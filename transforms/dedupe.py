@@ -5,10 +5,13 @@ unique events; the ``unique`` counter moves for each, so
 ``duplicates = valid - unique``.
 
 Which events repeat one seen before is ``models.dedupe``: the same id from
-the same user with an event time within ``horizon`` of the first copy's.
-The first copy to arrive wins: duplicates are expected to be retries of the
-same bytes. State is one cell per user (the ids it sent within the horizon)
-and one pruning timer, so it stays bounded and goes when the user goes quiet.
+the same user with an event time within ``horizon`` of the copy counted
+last. The first copy to arrive wins: duplicates are expected to be retries
+of the same bytes. State per user is the ids it sent within about two
+horizons (one cell, rewritten once per bundle that touches the user: a
+user sending an event a second holds some 4,500 ids at the default 1 h),
+the pruning timer's due time, and the timer; it goes when the user goes
+quiet.
 
 Written by hand rather than with Beam's ``DeduplicatePerKey`` (which this
 step used before): that transform keys its state by the id itself, so every

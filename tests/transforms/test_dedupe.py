@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.testing.test_stream import TestStream as EventStream
@@ -72,32 +74,45 @@ def test_ids_are_scoped_to_their_user():
 
 
 def test_an_id_is_forgotten_after_horizon_lateness_and_sweep_and_not_before():
-    # Forgettable from minute 10 + 2 (lateness); the sweep runs by 10 + 2 + 2.5.
-    kept_until = (
+    # Forgettable from minute 10 + 2 (lateness); the sweep fires at 10 + 2 + 2.5.
+    for watermark, expected in ((11.9, ["u1@0"]), (13, ["u1@0"]), (14.5, ["u1@0", "u1@0"])):
+        stream = (
+            EventStream()
+            .add_elements([ev("a", 0)])
+            .advance_watermark_to(at(watermark))
+            .add_elements([ev("a", 0)])
+            .advance_watermark_to_infinity()
+        )
+        _run(stream, expected, lateness_ms=2 * MIN)
+
+
+def test_an_active_users_memory_is_swept_about_once_a_horizon():
+    # Armed at a's expiry (10) + 2.5; that firing forgets "a" and re-arms at the
+    # latest expiry (c's, 22) + 2.5, not at b's (15): "b" is kept until then.
+    stream = (
         EventStream()
+        .add_elements([ev("a", 0), ev("b", 5), ev("c", 12)])
+        .advance_watermark_to(at(13))
         .add_elements([ev("a", 0)])
-        .advance_watermark_to(at(11.9))
-        .add_elements([ev("a", 0)])
+        .advance_watermark_to(at(20))
+        .add_elements([ev("b", 5)])
+        .advance_watermark_to(at(25))
+        .add_elements([ev("b", 5)])
         .advance_watermark_to_infinity()
     )
-    _run(kept_until, ["u1@0"], lateness_ms=2 * MIN)
-    forgotten = (
-        EventStream()
-        .add_elements([ev("a", 0)])
-        .advance_watermark_to(at(14.5))
-        .add_elements([ev("a", 0)])
-        .advance_watermark_to_infinity()
-    )
-    _run(forgotten, ["u1@0", "u1@0"], lateness_ms=2 * MIN)
+    _run(stream, ["u1@0", "u1@5", "u1@12", "u1@0", "u1@5"])
 
 
 def test_in_a_batch_retries_are_dropped_whatever_the_order():
     events = [ev("a", 0), ev("b", 2, "u2"), ev("a", 0), ev("c", 0), ev("b", 2, "u2"), ev("c", 30)]
-    with beam.Pipeline() as pipeline:
-        notes = (
-            pipeline
-            | beam.Create(events)
-            | DeduplicateEvents(HORIZON)
-            | beam.Map(lambda e: e["note"])
-        )
-        assert_that(notes, equal_to(["u1@0", "u2@2", "u1@0", "u1@30"]))
+    shuffled = events[:]
+    random.Random(7).shuffle(shuffled)
+    for order in (events, events[::-1], shuffled):
+        with beam.Pipeline() as pipeline:
+            notes = (
+                pipeline
+                | beam.Create(order)
+                | DeduplicateEvents(HORIZON)
+                | beam.Map(lambda e: e["note"])
+            )
+            assert_that(notes, equal_to(["u1@0", "u2@2", "u1@0", "u1@30"]))
