@@ -13,7 +13,6 @@ import sys
 
 import apache_beam as beam
 
-from models.events import user_key
 from pipelines.config import Config
 from pipelines.keys import KeySource
 from transforms.dedupe import DeduplicateEvents
@@ -27,10 +26,6 @@ from transforms.trending import TrendingItems
 
 def _analytics_allowed(keyed) -> bool:
     return (keyed[1].get("consent") or {}).get("analytics") is not False
-
-
-def _key_by_user(event: dict):
-    return user_key(event), event
 
 
 def build(
@@ -62,8 +57,8 @@ def build(
     protected = decoded.events | "ApplyConsent" >> ApplyConsent(
         config.privacy_params(b""), key_source
     )
-    unique = protected | "Deduplicate" >> DeduplicateEvents(config.dedupe.horizon, lateness)
-    keyed = unique | "KeyByUser" >> beam.Map(_key_by_user).with_output_types(tuple[str, dict])
+    # Unique events, keyed by user.
+    keyed = protected | "Deduplicate" >> DeduplicateEvents(config.dedupe.horizon, lateness)
     sessions = keyed | "SummarizeSessions" >> SummarizeSessions(config.sessions.gap, lateness)
     # Trending items are aggregates without users; an event that says no to analytics
     # is not counted even there (inherited consent is known only in the timeline).

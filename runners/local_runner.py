@@ -10,8 +10,8 @@ Why the patch: the FnApiRunner's in-process worker caches user state and
 weighs each cached value with ``objsize.get_deep_size``, whose default walks
 the globals of every loaded module on every call to exclude them. With one
 state cell per event id (deduplication was keyed by id then) that walk was
-80% of a replay's time (py-spy, 10,000 Taobao events: 18.0 s with it, 3.7 s without). The patch
-keeps Beam's own size, referents and filter functions and only turns the
+80% of a replay's time (py-spy, 10,000 Taobao events: 18.0 s with it, 3.7 s
+without). The patch keeps Beam's own size, referents and filter functions and only turns the
 module-globals walk off (state values here are plain data, so the sizes are
 the same). It applies to Beam 2.77's ``statecache`` module and is skipped,
 with a warning, if that module ever stops matching.

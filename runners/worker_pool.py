@@ -127,6 +127,8 @@ def _serve(host: str, port: int) -> None:
     from apache_beam.portability.api import beam_fn_api_pb2_grpc
     from apache_beam.utils import thread_pool_executor
 
+    # Beam's own BeamFnExternalWorkerPoolServicer.start binds every address ("[::]");
+    # this one binds --host (127.0.0.1 unless told otherwise).
     server = grpc.server(
         thread_pool_executor.shared_unbounded_instance(),
         options=[("grpc.http2.max_pings_without_data", 0), ("grpc.http2.max_ping_strikes", 0)],

@@ -1,7 +1,8 @@
 """DeduplicateEvents: drop the copies of an event id a user sent before.
 
 Input: events with event-time timestamps, in the global window. Output:
-unique events; the ``unique`` counter moves for each, so
+unique events keyed by user (``(user_key, event)``, as the steps after it
+need them); the ``unique`` counter moves for each, so
 ``duplicates = valid - unique``.
 
 Which events repeat one seen before is ``models.dedupe``: the same id from
@@ -69,7 +70,7 @@ class _DeduplicateFn(beam.DoFn):
         due = dedupe.expires_at(self._params, time_ms) + self._params.sweep_ms
         ordering.arm(due, pending, sweep)
         self._unique.inc()
-        yield event
+        yield keyed
 
     @userstate.on_timer(SWEEP)
     def on_sweep(
@@ -102,5 +103,6 @@ class DeduplicateEvents(beam.PTransform):
         return (
             events
             | "KeyByUser" >> beam.Map(_by_user).with_output_types(tuple[str, dict])
-            | "DeduplicateFn" >> beam.ParDo(_DeduplicateFn(self._params))
+            | "DeduplicateFn"
+            >> beam.ParDo(_DeduplicateFn(self._params)).with_output_types(tuple[str, dict])
         )

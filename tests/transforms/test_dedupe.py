@@ -36,7 +36,7 @@ def _run(stream: EventStream, expected: list[str], lateness_ms: int = 0) -> None
             pipeline
             | stream
             | DeduplicateEvents(HORIZON, lateness_ms)
-            | beam.Map(lambda e: e["note"])
+            | beam.Map(lambda keyed: keyed[1]["note"])
         )
         assert_that(notes, equal_to(expected))
 
@@ -113,6 +113,6 @@ def test_in_a_batch_retries_are_dropped_whatever_the_order():
                 pipeline
                 | beam.Create(order)
                 | DeduplicateEvents(HORIZON)
-                | beam.Map(lambda e: e["note"])
+                | beam.Map(lambda keyed: keyed[1]["note"])
             )
             assert_that(notes, equal_to(["u1@0", "u2@2", "u1@0", "u1@30"]))
