@@ -24,7 +24,7 @@ segments:
 tested only when its parent holds, so a user who leaves the parent leaves
 the child too. Membership changes carry their reason: the rule (segment
 name), its version, and the values of the fields the rule reads, as they
-were when it decided.
+were when it decided (as text; an absent field as null).
 """
 
 from __future__ import annotations
@@ -225,10 +225,17 @@ def _change(user, segment, kind, at, rule, version, values) -> dict:
     }
 
 
-def _text(value) -> str:
-    """A decided value as the change records it (JSON-like text; absent is ``null``)."""
+def _text(value) -> str | None:
+    """A decided value as the change records it: JSON-like text, or None if absent.
+
+    An absent value stays None (JSON ``null``, the Avro union's null), never the
+    text ``"null"``, which a consumer could not tell from a field holding that word.
+
+    >>> [_text(None), _text(True), _text(3), _text("null")]
+    [None, 'true', '3', 'null']
+    """
     if value is None:
-        return "null"
+        return None
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import io
+import json
 
+import avro.io
+import avro.schema
 import fastavro
 import pytest
 
 from models import segments as seg
 from models import timeline
 from pipelines.config import ConfigError, parse_config
-from schemas.codecs import load_schema
+from schemas.codecs import SCHEMA_DIR, decode_single, encode_single, load_schema
 from tests.models.test_timeline_step import MIN
 
 SPECS = {
@@ -65,6 +69,23 @@ def test_changes_fit_the_avro_schema_and_have_deterministic_ids():
     fastavro.validate(changes[0], load_schema("segment_change"), raise_errors=True)
     again = seg.evaluate(compiled, profile(patterns={"price_sensitivity": {"matches": 3}}), {}, 5)
     assert again == changes
+
+
+def test_an_absent_value_is_null_in_json_and_avro_not_the_word_null():
+    spec = seg.SegmentSpec(where={"any": [{"price_band": "budget"}, {"events": {"gte": 1}}]})
+    compiled = seg.compile_segments({"active": spec})
+    (change,) = seg.evaluate(compiled, profile(events=1), {}, 5)
+    assert change["values"] == {"price_band": None, "events": "1"}
+    assert '"price_band": null' in json.dumps(change["values"])
+    # The Avro form carries the union's null, read back as null here and by ``avro``.
+    data = encode_single(change, "segment_change")
+    assert decode_single(data, "segment_change")["values"] == change["values"]
+    reference = avro.schema.parse((SCHEMA_DIR / "segment_change.avsc").read_text())
+    read = avro.io.DatumReader(reference).read(avro.io.BinaryDecoder(io.BytesIO(data[10:])))
+    assert read["values"] == {"price_band": None, "events": "1"}
+    # A field that holds the word "null" stays a word, told apart from an absent one.
+    (word,) = seg.evaluate(compiled, profile(events=1, price_band="null"), {}, 5)
+    assert word["values"]["price_band"] == "null"
 
 
 @pytest.mark.parametrize(

@@ -106,3 +106,13 @@ def test_changes_are_published_once_and_erased_with_the_user(redis_url, namespac
     assert mentions(c, namespace, ANN) == []
     publish(redis_url, namespace, [change(ANN, "a", "enter", 900)])  # raced the erasure
     assert [f[b"user"].decode() for _, f in c.xrange(topic_key(namespace))] == [BOB]
+
+
+def test_an_absent_value_is_published_as_json_null(redis_url, namespace, redis_client):
+    spec = seg.SegmentSpec(where={"any": [{"price_band": "budget"}, {"events": {"gte": 1}}]})
+    compiled = seg.compile_segments({"active": spec})
+    sent = seg.evaluate(compiled, {"user_id": ANN, "events": 1}, {}, 10)
+    publish(redis_url, namespace, sent)
+    ((_, fields),) = redis_client.xrange(topic_key(namespace))
+    assert b'"values":{"events":"1","price_band":null}' in fields[b"change_json"]
+    assert json.loads(fields[b"change_json"])["values"] == {"events": "1", "price_band": None}
