@@ -37,3 +37,37 @@ class PersonalizeOptions(PipelineOptions):
             action="store_true",
             help="Run with the public development pseudonym key (demos and tests only).",
         )
+
+
+def unknown_flags(flags: list[str]) -> list[str]:
+    """The flags that no options class (Beam's or ours) declares, each with a hint.
+
+    Beam itself only logs ``Unparseable argument`` and runs on; a replay runs on
+    a local runner, which reads no flag Beam does not declare, so an unknown one
+    is a typo. (A job server's own flags, such as Flink's, are not checked here.)
+
+    >>> unknown_flags(["--runner=FnApiRunner", "--direct_num_workres=2", "stray"])
+    ["--direct_num_workres (did you mean '--direct_num_workers'?)", 'stray']
+    """
+    import difflib
+
+    # Beam's own parser: some options classes declare value-provider arguments on it.
+    from apache_beam.options.pipeline_options import _BeamArgumentParser
+
+    parser = _BeamArgumentParser(allow_abbrev=False)
+    classes = {}
+    for cls in PipelineOptions.__subclasses__():
+        classes.setdefault(str(cls), cls)
+    for cls in classes.values():
+        cls._add_argparse_args(parser)
+    _, unknown = parser.parse_known_args(flags)
+    known = [option for action in parser._actions for option in action.option_strings]
+    found = []
+    for index, arg in enumerate(unknown):
+        before = unknown[index - 1] if index else ""
+        if not arg.startswith("-") and before.startswith("--") and "=" not in before:
+            continue  # the value of the unknown flag before it
+        name = arg.split("=", 1)[0]
+        close = difflib.get_close_matches(name, known, n=1) if name.startswith("--") else []
+        found.append(f"{name} (did you mean {close[0]!r}?)" if close else name)
+    return found

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -85,7 +87,17 @@ def _config_and_key(args):
     return None if source is None else (config, source)
 
 
+def _quiet_step_failures(args) -> None:
+    """Without --verbose, a failing step's traceback is not logged as well as raised.
+
+    The failure still surfaces: as one line when it is Redis's, else as the traceback.
+    """
+    if not args.verbose:
+        logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
+
+
 def _replay(args) -> int:
+    _quiet_step_failures(args)
     found = _config_and_key(args)
     if found is None:
         return 2
@@ -109,14 +121,63 @@ def _replay(args) -> int:
     except replay.InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"replayed {', '.join(args.files)} into namespace {args.namespace!r}")
-    print(replay.format_summary(summary))
-    print(f"dead letters: {args.dead_letters}/")
+    except Exception as exc:
+        lost = redis_failure(exc, request.redis_url)
+        if lost is None or args.verbose:
+            raise
+        print(f"error: {lost}", file=sys.stderr)
+        return 1
     if args.summary_json:
+        # Before printing: a reader that went away (| head) must not cost the file.
         path = Path(args.summary_json)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"replayed {', '.join(args.files)} into namespace {args.namespace!r}")
+    print(replay.format_summary(summary))
+    if summary.get("dead_letters"):
+        print(f"dead letters: {args.dead_letters}/", file=sys.stderr)
+    said = replay.hint(summary, config)
+    if said:
+        print(said, file=sys.stderr)
+    failed = replay.verdict(summary, args.max_invalid_share)
+    if failed:
+        print(f"error: {failed}", file=sys.stderr)
+        return 1
     return 0
+
+
+def redis_failure(exc: BaseException, url: str) -> str | None:
+    """One line for a job that failed because its Redis went away or refused, or None.
+
+    The sink's error may come as itself (the job ran in this process) or only as
+    text (a portable runner passes the worker's traceback on as a message).
+    """
+    import re
+
+    from transforms.redis_sink import RedisSinkError, redact_url
+
+    seen, cause, link = set(), None, exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        if isinstance(link, RedisSinkError):
+            cause = link
+            break
+        link = link.__cause__ or link.__context__
+    text = str(cause if cause is not None else exc)
+    found = re.search(
+        r"(?:writing|erasing) \d+ \w+ (?:to|at) \S+ failed(?: \(first key [^)]*\))?: (.+)", text
+    )
+    if cause is None and (found is None or "RedisSinkError" not in text):
+        return None
+    what = found.group(1) if found else text
+    step = re.search(r"\[while running '([^']+)'\]", what)
+    what = (what[: step.start()] if step else what).strip().rstrip(".")
+    where = f" in step {step.group(1)}" if step else ""
+    return (
+        f"Redis at {redact_url(url)} failed{where}: {what}. Every write is idempotent, so "
+        "running the same replay again once Redis is back is safe (--verbose shows the "
+        "traceback)."
+    )
 
 
 def _run(args) -> int:
@@ -273,13 +334,22 @@ def _erase(args) -> int:
 
 
 def _evaluate(args) -> int:
+    _quiet_step_failures(args)
     found = _config_and_key(args)
     if found is None:
         return 2
     config, source = found
     from runners import evaluate_cmd
 
-    return evaluate_cmd.run(args, _redis_url(args), config, source)
+    url = _redis_url(args)
+    try:
+        return evaluate_cmd.run(args, url, config, source)
+    except Exception as exc:
+        lost = redis_failure(exc, url)
+        if lost is None or args.verbose:
+            raise
+        print(f"error: {lost}", file=sys.stderr)
+        return 1
 
 
 def _pseudonym(args) -> int:
@@ -321,6 +391,16 @@ def _duration(text: str) -> int:
     return millis
 
 
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError("must be between 0 and 1")
+    return value
+
+
 def _flink(args) -> int:
     from runners import flink_cluster
 
@@ -341,20 +421,29 @@ def _redis(args) -> int:
 
     if args.action == "stop":
         stopped = stop_embedded(EMBEDDED_DIR)
-        print("embedded Redis stopped" if stopped else "embedded Redis was not running")
+        print(
+            f"embedded Redis stopped; its data is saved in {EMBEDDED_DIR}/dump.rdb and "
+            "loaded when it starts again"
+            if stopped
+            else "embedded Redis was not running"
+        )
     else:
         print(ensure_embedded(EMBEDDED_DIR))
     return 0
 
 
-def _add_redis_flags(parser: argparse.ArgumentParser) -> None:
+def _add_redis_flags(parser: argparse.ArgumentParser, namespace_help: str = "") -> None:
     parser.add_argument(
         "--redis",
         default=None,
         help="redis:// or rediss:// URL (user and password may be in it); "
         "default: the embedded Redis in .microtarget/redis",
     )
-    parser.add_argument("--namespace", default="default", help="key namespace (mt:NS:...)")
+    parser.add_argument(
+        "--namespace",
+        default="default",
+        help=namespace_help or "key namespace: keys are mt:NS:... (default: %(default)s)",
+    )
 
 
 def _add_key_flags(parser: argparse.ArgumentParser) -> None:
@@ -382,20 +471,12 @@ def _add_user_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-class _DropNotice(logging.Filter):
-    """Drops Beam's notices that say nothing about this job."""
-
-    NOTICES = ("apitools not found", "No shards found to finalize")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        return not any(message.startswith(notice) for notice in self.NOTICES)
-
-
 def quiet_beam_notices() -> None:
     """Beam logs about Google Cloud clients and empty output shards on every run."""
+    from pipelines import NOTICES
+
     for handler in logging.getLogger().handlers:
-        handler.addFilter(_DropNotice())
+        handler.addFilter(NOTICES)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -419,7 +500,20 @@ def parser() -> argparse.ArgumentParser:
         help="folder for dead-letter JSON lines (default: %(default)s)",
     )
     replay.add_argument("--summary-json", default=None, help="write the run summary as JSON here")
-    replay.add_argument("--quiet", action="store_true", help="no progress lines")
+    replay.add_argument(
+        "--quiet", action="store_true", help="no progress line (it shows only on a terminal)"
+    )
+    replay.add_argument(
+        "--verbose", action="store_true", help="show the whole traceback when the job fails"
+    )
+    replay.add_argument(
+        "--max-invalid-share",
+        type=_share,
+        default=None,
+        metavar="SHARE",
+        help="fail (exit 1) when more than this share of the records is invalid, "
+        "e.g. 0.01 (default: off; a replay where nothing is valid always fails)",
+    )
     replay.add_argument(
         "--streaming",
         action="store_true",
@@ -527,8 +621,12 @@ def parser() -> argparse.ArgumentParser:
         epilog="Beam pipeline flags go after a bare `--`.",
     )
     evaluate.add_argument("files", nargs="+", help="Avro or JSON lines files; globs allowed")
-    _add_redis_flags(evaluate)
-    evaluate.set_defaults(namespace="evaluate")
+    _add_redis_flags(
+        evaluate,
+        namespace_help="keep the replay's output in this namespace (default: a namespace "
+        "of its own, deleted when the evaluation is done)",
+    )
+    evaluate.set_defaults(namespace=None)
     evaluate.add_argument("--config", default=None, help="YAML config (models, segments, patterns)")
     evaluate.add_argument("--json", default=None, help="write the evaluation as JSON here")
     evaluate.add_argument(
@@ -536,7 +634,12 @@ def parser() -> argparse.ArgumentParser:
         default=str(DEFAULT_HOME / "dead-letters"),
         help="folder for dead-letter JSON lines (default: %(default)s)",
     )
-    evaluate.add_argument("--quiet", action="store_true", help="no progress lines")
+    evaluate.add_argument(
+        "--quiet", action="store_true", help="no progress line (it shows only on a terminal)"
+    )
+    evaluate.add_argument(
+        "--verbose", action="store_true", help="show the whole traceback when the job fails"
+    )
     _add_key_flags(evaluate)
     evaluate.set_defaults(func=_evaluate)
 
@@ -564,7 +667,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``microtarget`` console script."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # force: Beam's import may already have given the root logger a handler of its own.
+    logging.basicConfig(
+        level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", force=True
+    )
     quiet_beam_notices()
     argv = list(sys.argv[1:] if argv is None else argv)
     # Everything after a bare `--` goes to Beam untouched (e.g. -- --runner=FnApiRunner).
@@ -572,7 +678,14 @@ def main(argv: list[str] | None = None) -> int:
     ours = argv[: argv.index("--")] if "--" in argv else argv
     args = parser().parse_args(ours)
     args.beam_args = beam_args
-    return args.func(args)
+    try:
+        return args.func(args)
+    except BrokenPipeError:
+        # The reader went away (`microtarget triggers | head`): stop quietly, as other
+        # Unix tools do, with the exit status of a process ended by SIGPIPE.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's last flush at exit must not fail
+        return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":

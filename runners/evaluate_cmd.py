@@ -1,7 +1,10 @@
 """``microtarget evaluate FILES... [--json PATH]``: how good are the models and segments?
 
-Replays the files in batch (the same pipeline as ``replay``, into its own
-namespace) and prints:
+Replays the files in batch (the same pipeline as ``replay``) into a namespace
+of its own, ``evaluate-RANDOM``, which it deletes when done (also when it
+fails), so that no copy of a user's data outlives it; with ``--namespace NS``
+the replay's output stays in ``NS`` (and ``microtarget erase --namespace NS``
+reaches it). It prints:
 
 * each online model's progressive metrics (every prediction made before its
   label was learned: ROC AUC and log loss, silhouette for the clusters) next
@@ -25,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import uuid
 from pathlib import Path
 
 Z95 = 1.959963984540054
@@ -124,37 +128,45 @@ def run(args, redis_url: str, config, key_source) -> int:
 
     from models.timeline import MODELS
     from runners import replay
+    from transforms.redis_sink import delete_namespace
 
     if not config.models.enabled:
         config = config.model_copy(
             update={"models": config.models.model_copy(update={"enabled": list(MODELS)})}
         )
         print("models: none enabled in the config; evaluating all of them", file=sys.stderr)
+    keep = args.namespace is not None
+    namespace = args.namespace if keep else f"evaluate-{uuid.uuid4().hex[:12]}"
     request = replay.ReplayRequest(
         inputs=args.files,
         redis_url=redis_url,
-        namespace=args.namespace,
+        namespace=namespace,
         config=config,
         dead_letters_dir=args.dead_letters,
         progress=not args.quiet,
         beam_args=args.beam_args,
         key_source=key_source,
     )
+    client = redis.Redis.from_url(redis_url)
     try:
-        replay.check_inputs(request.inputs)
-        replay.check_redis(redis_url)
         totals, _ = replay.run_counters(request)
+        found = report(client, namespace, config, totals)
     except replay.InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    client = redis.Redis.from_url(redis_url)
-    try:
-        found = report(client, args.namespace, config, totals)
     finally:
+        if not keep:
+            delete_namespace(client, namespace)
         client.close()
-    print(format_report(found))
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(found, indent=2) + "\n")
+    if keep:
+        print(
+            f"the replay's profiles, segments and scores stay in namespace {namespace!r} "
+            f"(`microtarget erase --namespace {namespace}` erases users there)",
+            file=sys.stderr,
+        )
+    print(format_report(found))
     return 0

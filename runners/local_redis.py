@@ -7,7 +7,10 @@ package); ``MICROTARGET_REDIS_SERVER`` overrides it. Nothing here fakes Redis:
 
 ``ensure_embedded(dir)`` starts one detached server whose pid and port live in
 ``dir`` (reused while it runs), which is what ``microtarget replay`` uses when
-no ``--redis`` URL is given; ``stop_embedded(dir)`` stops it.
+no ``--redis`` URL is given; ``stop_embedded(dir)`` stops it. The embedded
+server keeps its data: it saves ``dir/dump.rdb`` when stopped (and at Redis's
+default save points while it runs) and loads it when started again. Test
+servers keep nothing.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from pathlib import Path
 import redis
 
 START_TIMEOUT_S = 20.0
+# Redis's own default save points: the embedded server snapshots while it runs, and on SIGTERM.
+EMBEDDED_SAVE = ["--save", "3600", "1", "--save", "300", "100", "--save", "60", "10000"]
 
 
 def server_binary() -> str:
@@ -175,7 +180,7 @@ def ensure_embedded(directory: str | Path) -> str:
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
     process = subprocess.Popen(
-        _args(port, directory, []),
+        _args(port, directory, EMBEDDED_SAVE),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         stdin=subprocess.DEVNULL,
@@ -189,7 +194,11 @@ def ensure_embedded(directory: str | Path) -> str:
 
 
 def stop_embedded(directory: str | Path) -> bool:
-    """Stop the embedded Redis of ``directory`` by its PID; False if it was not running."""
+    """Stop the embedded Redis of ``directory`` by its PID; False if it was not running.
+
+    SIGTERM makes Redis save ``dump.rdb`` before it exits (it has save points), so the
+    next ``ensure_embedded`` starts with the same data.
+    """
     directory = Path(directory).resolve()
     state = _read_state(directory)
     if state is None:
@@ -198,7 +207,7 @@ def stop_embedded(directory: str | Path) -> bool:
     stopped = False
     if _alive(pid):
         os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60  # saving a large dataset takes a while
         while _alive(pid) and time.monotonic() < deadline:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)

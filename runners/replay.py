@@ -16,6 +16,7 @@ same final Redis state and the same triggers.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 import uuid
@@ -34,8 +35,9 @@ from models.validation import validate_event
 from pipelines import personalize
 from pipelines.config import Config, ConfigError, load_config
 from pipelines.keys import KeySource, PseudonymKeyError, resolve
-from pipelines.options import PersonalizeOptions
+from pipelines.options import PersonalizeOptions, unknown_flags
 from runners import DEFAULT_HOME, local_runner
+from runners.status import StatusLine
 from transforms.erasure import EraseUsers
 from transforms.models_sink import WriteModelOutputs
 from transforms.redis_sink import WriteProfilesToRedis, WriteTrendingToRedis, key
@@ -155,8 +157,9 @@ def _event_time(raw) -> int | None:
     return None if event is None else event["timestamp"]
 
 
-def event_stream(patterns: list[str], step_ms: int) -> tuple[TestStream, int]:
-    """The records of the files as a TestStream in event-time order, and their number.
+def event_stream(patterns: list[str], step_ms: int) -> tuple[TestStream, int, int]:
+    """The records of the files as a TestStream in event-time order, their number, and
+    how many of them are valid events.
 
     Records are added in steps of ``step_ms`` of event time, each step followed
     by the watermark advancing to its end (through steps without records too);
@@ -189,21 +192,23 @@ def event_stream(patterns: list[str], step_ms: int) -> tuple[TestStream, int]:
         batch.append(TimestampedValue(raw, Timestamp(micros=ts * 1000)))
     if batch:
         stream = stream.add_elements(batch)
-    return stream.advance_watermark_to_infinity(), len(timed)
+    valid = sum(1 for ts, _ in timed if ts is not None)
+    return stream.advance_watermark_to_infinity(), len(timed), valid
 
 
 def wire(pipeline: beam.Pipeline, request: ReplayRequest, run_id: str = "") -> dict:
     """Source, graph and sinks of a replay; returns the graph's outputs.
 
     A streaming replay writes dead letters to ``dead-letters-RUN_ID-*.jsonl``
-    and puts the number of records it feeds in ``outputs["records"]``.
+    and puts the number of records it feeds in ``outputs["records"]``, and of
+    valid events among them in ``outputs["valid_records"]``.
     """
-    records = None
+    records = valid = None
     if request.streaming:
-        stream, records = event_stream(request.inputs, request.watermark_step_ms)
+        stream, records, valid = event_stream(request.inputs, request.watermark_step_ms)
         raw = pipeline | "ReplayAsStream" >> stream
     else:
-        raw = pipeline | "ReadEvents" >> ReadEvents(request.inputs, progress=request.progress)
+        raw = pipeline | "ReadEvents" >> ReadEvents(request.inputs)
     outputs = personalize.build(
         raw,
         request.config,
@@ -220,7 +225,7 @@ def wire(pipeline: beam.Pipeline, request: ReplayRequest, run_id: str = "") -> d
         dead_letters_prefix(request.dead_letters_dir, run_id if request.streaming else None),
         request.streaming,
     )
-    return {**outputs, "records": records}
+    return {**outputs, "records": records, "valid_records": valid}
 
 
 def dead_letters_prefix(folder: str, run_id: str | None) -> str:
@@ -345,7 +350,9 @@ def summarize(totals: dict[str, int], wall_seconds: float) -> dict:
     }
 
 
-def _streaming_summary(request: ReplayRequest, run_id: str, records: int, wall: float) -> dict:
+def _streaming_summary(
+    request: ReplayRequest, run_id: str, records: int, valid: int, wall: float
+) -> dict:
     """What a streaming replay can say for sure.
 
     The DirectRunner in streaming mode reports only the last bundle of each
@@ -369,6 +376,8 @@ def _streaming_summary(request: ReplayRequest, run_id: str, records: int, wall: 
     return {
         "mode": "streaming",
         "events_read": records,
+        "valid": valid,
+        "invalid": records - valid,
         "dead_letters": letters,
         "profiles_in_namespace": profiles,
         "triggers_on_topic": on_topic,
@@ -385,6 +394,9 @@ def _execute(request: ReplayRequest):
     if request.key_source is None:
         raise InputError("no pseudonym key source (pipelines.keys.resolve gives one)")
     request.config.geo_table()  # a bad table fails now, naming privacy.geo_table
+    unknown = unknown_flags(request.beam_args)
+    if unknown:
+        raise InputError(f"unknown Beam option after `--`: {', '.join(unknown)}")
     options = PipelineOptions(request.beam_args)
     standard = options.view_as(StandardOptions)
     if request.streaming:
@@ -402,16 +414,32 @@ def _execute(request: ReplayRequest):
     run_id = uuid.uuid4().hex[:12]
     pipeline = beam.Pipeline(options=options)
     outputs = wire(pipeline, request, run_id)
-    result = pipeline.run()
-    result.wait_until_finish()
+    before = _beam_temp_dirs(request.dead_letters_dir)
+    try:
+        with StatusLine(request.progress):
+            result = pipeline.run()
+            result.wait_until_finish()
+    except BaseException:
+        # A failed run leaves the dead-letter sink's temporary folder: nothing in it is
+        # final, and a re-run writes its own.
+        for path in _beam_temp_dirs(request.dead_letters_dir) - before:
+            shutil.rmtree(path, ignore_errors=True)
+        raise
     return result, outputs, time.perf_counter() - started, run_id
+
+
+def _beam_temp_dirs(folder: str) -> set[Path]:
+    """The temporary folders of Beam's file sinks in ``folder``."""
+    return set(Path(folder).glob("beam-temp-*"))
 
 
 def run(request: ReplayRequest) -> dict:
     """Run a replay to the end; returns its summary."""
     result, outputs, wall, run_id = _execute(request)
     if request.streaming:
-        return _streaming_summary(request, run_id, outputs["records"], wall)
+        return _streaming_summary(
+            request, run_id, outputs["records"], outputs["valid_records"], wall
+        )
     return summarize(counters(result), wall)
 
 
@@ -420,6 +448,52 @@ def run_counters(request: ReplayRequest) -> tuple[dict, dict]:
     result, _, wall, _ = _execute(request)
     totals = counters(result)
     return totals, summarize(totals, wall)
+
+
+def verdict(summary: dict, max_invalid_share: float | None = None) -> str | None:
+    """Why a finished replay failed on its input, or None.
+
+    >>> verdict({"events_read": 0, "valid": 0, "invalid": 0})
+    'nothing was read: the input holds no records'
+    >>> verdict({"events_read": 10, "valid": 9, "invalid": 1}, 0.05)
+    '1 of 10 records (10.0%) are invalid, more than --max-invalid-share 0.05'
+    """
+    read, valid, invalid = summary["events_read"], summary["valid"], summary["invalid"]
+    if read == 0:
+        return "nothing was read: the input holds no records"
+    if valid == 0:
+        reasons = summary.get("invalid_by_reason") or {}
+        why = ", ".join(f"{reason} {n:,}" for reason, n in reasons.items())
+        return (
+            f"nothing valid was read: all {read:,} records are invalid"
+            + (f" ({why})" if why else "")
+            + "; the dead letters say why for each"
+        )
+    if max_invalid_share is not None and invalid / read > max_invalid_share:
+        return (
+            f"{invalid:,} of {read:,} records ({invalid / read:.1%}) are invalid, "
+            f"more than --max-invalid-share {max_invalid_share:g}"
+        )
+    return None
+
+
+def hint(summary: dict, config: Config) -> str | None:
+    """One line on what to configure when a replay computed (almost) nothing, or None."""
+    said = []
+    blocked, unique = summary.get("consent_blocked", 0), summary.get("unique", 0)
+    if unique and blocked > unique / 2:
+        said.append(
+            f"{blocked:,} of {unique:,} events were consent-blocked "
+            f"(consent.default is {config.consent.default!r} and they state no consent)"
+        )
+    if not (config.patterns or config.segments or config.models.enabled):
+        said.append("no patterns, segments or models are configured")
+    if not said:
+        return None
+    return (
+        f"hint: {' and '.join(said)}; set consent.default, patterns, segments and models "
+        "in a --config (examples/config.yaml sets them all)"
+    )
 
 
 def format_summary(summary: dict) -> str:

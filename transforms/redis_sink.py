@@ -47,6 +47,8 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from transforms import progress
+
 NAMESPACE = "microtarget"
 FLUSH_EVERY = 2000
 SCRIPT = (Path(__file__).parent / "cas_write.lua").read_text()
@@ -251,8 +253,9 @@ class _CasWriteFn(BatchedRedisFn):
 
     flush_every = FLUSH_EVERY
 
-    def __init__(self, url: str, namespace: str, ttl: dict[str, int], to_write):
+    def __init__(self, url: str, namespace: str, ttl: dict[str, int], to_write, tally: str = ""):
         super().__init__(url, SCRIPT)
+        self._tally = tally  # the name under which transforms.progress counts the writes
         self._namespace = namespace
         self._ttl = dict(ttl)
         self._to_write = to_write
@@ -284,6 +287,8 @@ class _CasWriteFn(BatchedRedisFn):
         results = run_batch(self._client, self._script, batch, self._url)
         applied = sum(1 for result in results if result == 1)
         erased = sum(1 for result in results if result == 2)
+        if self._tally:
+            progress.add(self._tally, len(results))
         self._applied.inc(applied)
         self._erased.inc(erased)
         self._stale.inc(len(results) - applied - erased)
@@ -324,7 +329,7 @@ class WriteProfilesToRedis(beam.PTransform):
     ):
         super().__init__()
         write = functools.partial(profile_write, min_sizes=dict(min_sizes or {}))
-        self._fn = _CasWriteFn(url, namespace, ttl_seconds, write)
+        self._fn = _CasWriteFn(url, namespace, ttl_seconds, write, tally="profiles_written")
 
     def expand(self, snapshots):
         return snapshots | "CasWrite" >> beam.ParDo(self._fn)
@@ -355,3 +360,21 @@ def read_trending(client: redis.Redis, namespace: str, category: str) -> list[tu
 
 def _by_count(pair):
     return -pair[1], pair[0]
+
+
+def delete_namespace(client: redis.Redis, namespace: str, chunk: int = 1000) -> int:
+    """Delete every key of ``namespace`` (``mt:NS:*``); returns how many went.
+
+    For namespaces a command made for itself (``microtarget evaluate``), so that no
+    copy of a user's data outlives the command.
+    """
+    deleted = 0
+    batch = []
+    for name in client.scan_iter(match=f"mt:{namespace}:*", count=chunk):
+        batch.append(name)
+        if len(batch) >= chunk:
+            deleted += client.unlink(*batch)
+            batch = []
+    if batch:
+        deleted += client.unlink(*batch)
+    return deleted

@@ -84,5 +84,5 @@ class SummarizeSessions(beam.PTransform):
                 **late_panes(self._allowed_lateness_ms),
             )
             | "CombineSession" >> beam.CombinePerKey(SessionSummaryFn())
-            | "ToTimelineItem" >> beam.ParDo(_ToTimelineItem())
+            | "ToTimelineItem" >> beam.ParDo(_ToTimelineItem()).with_output_types(tuple[str, tuple])
         )

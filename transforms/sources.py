@@ -30,8 +30,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import sys
-import time
 
 import apache_beam as beam
 import fastavro
@@ -44,6 +42,7 @@ from fastavro.read import BLOCK_READERS, HEADER_SCHEMA
 from models.dead_letters import make_dead_letter
 from models.events import KNOWN_EVENT_TYPES
 from models.validation import validate_event
+from transforms import progress
 
 NAMESPACE = "microtarget"
 STAGE = "DecodeEvents"
@@ -53,7 +52,6 @@ ERROR = "error"
 AVRO_MAGIC = b"Obj\x01"
 MAX_LINE_BYTES = 1 << 20
 MAX_BLOCK_BYTES = 256 << 20
-PROGRESS_S = 5.0
 
 log = logging.getLogger(__name__)
 
@@ -231,32 +229,22 @@ def _seekable(stream) -> bool:
 
 
 class _ReadFile(beam.DoFn):
-    def __init__(self, progress: bool):
-        self._progress = progress
-
     def process(self, metadata):
-        path = metadata.path
         count = 0
-        started = last = time.monotonic()
-        for raw in iter_file(path):
+        for raw in iter_file(metadata.path):
             count += 1
             yield raw
-            if self._progress and not count % 1000 and time.monotonic() - last >= PROGRESS_S:
-                last = time.monotonic()
-                rate = count / (last - started)
-                print(f"reading {path}: {count:,} records ({rate:,.0f}/s)", file=sys.stderr)
-        if self._progress:
-            rate = count / max(time.monotonic() - started, 1e-9)
-            print(f"read {path}: {count:,} records ({rate:,.0f}/s)", file=sys.stderr, flush=True)
+            if not count % 1000:
+                progress.add("records_read", 1000)
+        progress.add("records_read", count % 1000)
 
 
 class ReadEvents(beam.PTransform):
     """Raw records of every file matching the patterns (see the module docstring)."""
 
-    def __init__(self, patterns: list[str], progress: bool = False):
+    def __init__(self, patterns: list[str]):
         super().__init__()
         self._patterns = list(patterns)
-        self._progress = progress
 
     def expand(self, pbegin):
         return (
@@ -264,7 +252,7 @@ class ReadEvents(beam.PTransform):
             | "Patterns" >> beam.Create(self._patterns)
             | "Match" >> fileio.MatchAll()
             | "SpreadFiles" >> beam.Reshuffle()
-            | "ReadFiles" >> beam.ParDo(_ReadFile(self._progress))
+            | "ReadFiles" >> beam.ParDo(_ReadFile())
         )
 
 

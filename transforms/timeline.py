@@ -74,7 +74,7 @@ from models import governance as gov
 from models import profile as prof
 from models.patterns import PatternSpec, compile_pattern
 from models.segments import SegmentSpec, compile_segments
-from transforms import ordering
+from transforms import ordering, progress
 from transforms.metrics import Counters
 
 NAMESPACE = "microtarget"
@@ -199,6 +199,7 @@ class _TimelineFn(beam.DoFn):
         else:
             timeline.upgrade(state)
         step = timeline.advance(self._params, state, ready, now)
+        progress.add("items_released", len(ready))
         user.write(state)
         if step.deadline is not None:
             deadline.set(ordering.at(step.deadline + self._lateness))
@@ -308,7 +309,8 @@ class UserTimeline(beam.PTransform):
     def expand(self, inputs):
         events, sessions = inputs
         items = (
-            events | "EventItems" >> beam.Map(_event_item),
+            # Typed, so the stateful step keys by a deterministic (string) coder.
+            events | "EventItems" >> beam.Map(_event_item).with_output_types(tuple[str, tuple]),
             sessions | "SessionsIntoGlobalWindow" >> beam.WindowInto(GlobalWindows()),
         ) | "Merge" >> beam.Flatten()
         return items | "ReleaseInOrder" >> beam.ParDo(self._fn).with_outputs(

@@ -261,3 +261,56 @@ def test_bad_segment_fails_at_start_naming_segment_and_field(
     assert code == 2
     err = capsys.readouterr().err
     assert "segments.vip.where.rfm.frequncy: unknown field 'rfm.frequncy'" in err, err
+
+
+def _keys_holding(client, needle: bytes) -> list[bytes]:
+    """Every key of the server whose name or value holds ``needle``, whatever its type."""
+    found = []
+    for name in client.scan_iter(count=1000):
+        kind = client.type(name)
+        if kind == b"string":
+            values = [client.get(name)]
+        elif kind == b"hash":
+            values = [b for pair in client.hgetall(name).items() for b in pair]
+        elif kind == b"set":
+            values = list(client.smembers(name))
+        elif kind == b"zset":
+            values = client.zrange(name, 0, -1)
+        elif kind == b"list":
+            values = client.lrange(name, 0, -1)
+        elif kind == b"stream":
+            values = [
+                b for _, fields in client.xrange(name) for pair in fields.items() for b in pair
+            ]
+        else:
+            raise AssertionError(f"unexpected type {kind!r} of {name!r}")
+        if needle in name or any(needle in (value or b"") for value in values):
+            found.append(name)
+    return found
+
+
+def test_an_erasure_after_evaluate_leaves_the_user_nowhere_in_redis(generated, tmp_path):
+    import redis
+
+    truth = json.loads(generated.with_suffix(".personas.json").read_text())
+    user = sorted(truth["personas"])[0]
+    config = str(ROOT / "examples" / "config.yaml")
+    # A server of its own: every key in it is this test's.
+    with local_redis.RedisServer(tmp_path / "redis") as server:
+        flags = ["--redis", server.url, "--dead-letters", str(tmp_path / "dead")]
+        replay = ["replay", str(generated), "--config", config, "--quiet", *flags]
+        assert cli.main(replay) == 0
+        evaluate = ["evaluate", str(generated), "--config", config, "--quiet", *flags]
+        assert cli.main(evaluate + ["--json", str(tmp_path / "e.json")]) == 0
+        client = redis.Redis.from_url(server.url)
+        needle = pseudo(user).encode()
+        assert _keys_holding(client, needle), "the replay wrote the user's data"
+        assert cli.main(["erase", user, "--redis", server.url]) == 0
+        assert _keys_holding(client, needle) == []
+        # Evaluate keeps its output only where asked to, and says so.
+        kept = ["--namespace", "kept"]
+        assert cli.main(evaluate + kept) == 0
+        assert _keys_holding(client, needle)
+        assert cli.main(["erase", user, "--redis", server.url, *kept]) == 0
+        assert _keys_holding(client, needle) == []
+        client.close()
