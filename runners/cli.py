@@ -237,9 +237,61 @@ def _profile(args) -> int:
 
     scores = client.hgetall(key(args.namespace, "scores", user))
     if scores:
-        snapshot["scores"] = {k.decode(): v.decode() for k, v in sorted(scores.items())}
-    print(json.dumps(snapshot, indent=2, sort_keys=True))
+        snapshot["scores"] = _scores({k.decode(): v.decode() for k, v in scores.items()})
+    print(json.dumps(snapshot if args.json else readable(snapshot), indent=2, sort_keys=True))
     return 0
+
+
+def _scores(fields: dict[str, str]) -> dict:
+    """The scores hash (``MODEL``, ``MODEL:version``, ``MODEL:at``) as numbers by model.
+
+    >>> _scores({"churn": "0.5", "churn:version": "2", "churn:at": "1700000000000"})
+    {'churn': {'score': 0.5, 'version': '2', 'at': 1700000000000}}
+    """
+    found: dict[str, dict] = {}
+    for name, value in fields.items():
+        model, _, part = name.partition(":")
+        entry = found.setdefault(model, {})
+        if part == "at":
+            entry["at"] = int(value)
+        elif part:
+            entry[part] = value
+        else:
+            entry["score"] = float(value)
+    return dict(sorted(found.items()))
+
+
+# Fields of a profile snapshot (and its scores) that hold event times in epoch ms.
+TIME_FIELDS = frozenset(
+    {"first_seen", "last_seen", "start", "end", "last", "window_start", "window_end", "at"}
+)
+
+
+def iso(ms: int) -> str:
+    """Epoch milliseconds as ISO 8601 in UTC.
+
+    >>> iso(1710062061358)
+    '2024-03-10T09:14:21.358Z'
+    """
+    from datetime import UTC, datetime
+
+    at = datetime.fromtimestamp(ms / 1000, UTC)
+    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def readable(value, field: str = ""):
+    """A profile with its event times (and segment join times) in ISO 8601.
+
+    >>> readable({"last_seen": 0, "segments": {"buyers": 1000}, "events": 3})["segments"]
+    {'buyers': '1970-01-01T00:00:01.000Z'}
+    """
+    if isinstance(value, dict):
+        if field == "segments":
+            return {name: iso(at) for name, at in value.items()}
+        return {name: readable(item, name) for name, item in value.items()}
+    if field in TIME_FIELDS and isinstance(value, int) and not isinstance(value, bool):
+        return iso(value)
+    return value
 
 
 def _triggers(args) -> int:
@@ -250,6 +302,8 @@ def _triggers(args) -> int:
 
     client = redis.Redis.from_url(_redis_url(args))
     after, shown = "-", 0
+    if not args.json:
+        print(f"{'time (UTC)':<19}  {'pattern':<20} {'user':<21} keys")
     try:
         while True:
             batch = read_triggers(client, args.namespace, after, count=1000)
@@ -375,7 +429,10 @@ def _trigger_line(trigger: dict) -> str:
     from datetime import UTC, datetime
 
     at = datetime.fromtimestamp(trigger["event_time"] / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
-    keys = " ".join(f"{k}={v}" for k, v in sorted(trigger["keys"].items()))
+    keys = " ".join(
+        f"{k}={iso(int(v)) if k == 'session_start' else v}"
+        for k, v in sorted(trigger["keys"].items())
+    )
     user = trigger["user_id"]
     user = user[:21] if user.startswith("anon:") else user[:16]
     return f"{at}  {trigger['pattern']:<20} {user:<21} {keys}".rstrip()
@@ -532,16 +589,37 @@ def parser() -> argparse.ArgumentParser:
     run = sub.add_parser(
         "run",
         help="run live: read a Kafka topic on Flink (or Dataflow), write Redis and a topic",
+        description="Runs the replay's graph on a Kafka topic, live, on Flink (a local "
+        "mini-cluster or a cluster's REST address), a running Beam job server, or Dataflow; "
+        "writes Redis as a replay does and, with --sink, mirrors triggers and segment changes "
+        "to a Kafka topic. Ctrl-C cancels the job.",
         epilog="Beam pipeline flags go after a bare `--`, e.g. -- --environment_type=EXTERNAL",
     )
-    run.add_argument("--source", required=True, metavar="kafka://HOST:PORT/TOPIC")
-    run.add_argument("--runner", choices=["flink", "portable", "dataflow"], default="flink")
+    run.add_argument(
+        "--source",
+        required=True,
+        metavar="kafka://HOST:PORT/TOPIC",
+        help="the Kafka topic of events to read",
+    )
+    run.add_argument(
+        "--runner",
+        choices=["flink", "portable", "dataflow"],
+        default="flink",
+        help="flink: start Beam's Flink job server here and submit to --flink-master; "
+        "portable: submit to a running job server (--job-endpoint); dataflow: Google Cloud "
+        "Dataflow (default: %(default)s)",
+    )
     run.add_argument(
         "--flink-master",
         default="[local]",
         help="[local] (an embedded mini-cluster, the default) or a cluster's REST HOST:PORT",
     )
-    run.add_argument("--parallelism", type=int, default=1)
+    run.add_argument(
+        "--parallelism",
+        type=int,
+        default=1,
+        help="parallel instances of each step (default: 1; above 1, use --worker-pool)",
+    )
     run.add_argument(
         "--worker-pool",
         action="store_true",
@@ -587,13 +665,27 @@ def parser() -> argparse.ArgumentParser:
     _add_key_flags(run)
     run.set_defaults(func=_run)
 
-    triggers = sub.add_parser("triggers", help="print the published triggers")
+    triggers = sub.add_parser(
+        "triggers",
+        help="print the published triggers",
+        description="Prints the triggers published on the namespace's trigger stream, "
+        "oldest first: time, pattern, the user's pseudonym (first 16 characters) and the "
+        "keys the pattern matched on.",
+    )
     _add_redis_flags(triggers)
     triggers.add_argument("--json", action="store_true", help="one trigger object per line")
     triggers.add_argument("--follow", action="store_true", help="wait for new triggers")
     triggers.set_defaults(func=_triggers)
 
-    profile = sub.add_parser("profile", help="print one user's profile as JSON")
+    profile = sub.add_parser(
+        "profile",
+        help="print one user's profile as JSON",
+        description="Prints the stored profile snapshot with the user's scores; times in "
+        "ISO 8601 (UTC). --json prints it as stored: times in epoch milliseconds.",
+    )
+    profile.add_argument(
+        "--json", action="store_true", help="times as epoch milliseconds, as stored"
+    )
     profile.add_argument("user", help="the user id (pseudonymized with the key to look it up)")
     _add_redis_flags(profile)
     _add_user_flags(profile)
@@ -618,6 +710,10 @@ def parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser(
         "evaluate",
         help="replay files and report the models' progressive metrics, segment sizes and lift",
+        description="Replays the files in batch into a namespace of its own (deleted when "
+        "done, unless --namespace is given) and reports each online model's progressive "
+        "metrics against baselines, each rule segment's size, and the purchase lift after "
+        "a segment entry or a pattern match.",
         epilog="Beam pipeline flags go after a bare `--`.",
     )
     evaluate.add_argument("files", nargs="+", help="Avro or JSON lines files; globs allowed")
@@ -643,20 +739,42 @@ def parser() -> argparse.ArgumentParser:
     _add_key_flags(evaluate)
     evaluate.set_defaults(func=_evaluate)
 
-    pseudo = sub.add_parser("pseudonym", help="print the pseudonyms of ids, as stored in Redis")
-    pseudo.add_argument("values", nargs="+")
-    pseudo.add_argument("--kind", choices=["user", "anonymous", "email", "phone"], default="user")
+    pseudo = sub.add_parser(
+        "pseudonym",
+        help="print the pseudonyms of ids, as stored in Redis",
+        description="Prints the keyed pseudonym (HMAC-SHA256 with the pseudonym key) each id "
+        "is stored under, one per line.",
+    )
+    pseudo.add_argument("values", nargs="+", help="the raw ids")
+    pseudo.add_argument(
+        "--kind",
+        choices=["user", "anonymous", "email", "phone"],
+        default="user",
+        help="what the values are: user ids, anonymous ids (stored as anon:PSEUDONYM), or "
+        "e-mail addresses and phone numbers (normalized first) (default: %(default)s)",
+    )
     _add_key_flags(pseudo)
     pseudo.set_defaults(func=_pseudonym)
 
     flink = sub.add_parser(
-        "flink", help="a local standalone Flink cluster: start it, stop it, print its address"
+        "flink",
+        help="a local standalone Flink cluster: start it, stop it, print its address",
+        description="A standalone Flink cluster on 127.0.0.1 (one job manager, one task "
+        "manager), started with Flink's own scripts from the distribution `make jvm-deps` "
+        "fetched, in .microtarget/flink-cluster: `up` starts it (or finds it running) and "
+        "prints its REST address for `run --flink-master`, `url` prints it, `down` stops it.",
     )
-    flink.add_argument("action", choices=["up", "down", "url"])
+    flink.add_argument("action", choices=["up", "down", "url"], help="up, down or url")
     flink.set_defaults(func=_flink)
 
-    redis_cmd = sub.add_parser("redis", help="the embedded Redis: print its URL, or stop it")
-    redis_cmd.add_argument("action", choices=["url", "stop"])
+    redis_cmd = sub.add_parser(
+        "redis",
+        help="the embedded Redis: print its URL, or stop it",
+        description=f"The Redis that commands use when no --redis URL is given, in "
+        f"{EMBEDDED_DIR}: `url` starts it if needed and prints its URL, `stop` stops it. "
+        "It keeps its data: it saves dump.rdb when stopped and loads it when started again.",
+    )
+    redis_cmd.add_argument("action", choices=["url", "stop"], help="url or stop")
     redis_cmd.set_defaults(func=_redis)
 
     import_cmd.register(sub)

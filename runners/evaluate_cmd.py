@@ -100,24 +100,39 @@ def _cell(value) -> str:
 
 def format_report(found: dict) -> str:
     """The evaluation as aligned tables."""
-    lines = ["models (progressive)", f"  {'model':<32} {'roc_auc':>8} {'log_loss':>9} {'silh.':>7}"]
+    names = [*found["models"], *(f"baseline {n}" for n in found["baselines"])]
+    names += [*found["segments"], *found["lift"]]
+    width = max([24, *map(len, names)])
+    lines = [
+        "models (progressive)",
+        f"  {'model':<{width}} {'roc_auc':>8} {'log_loss':>9} {'silh.':>7}",
+    ]
     rows = [(name, m) for name, m in found["models"].items()]
-    rows += [(f"  baseline {name}", m) for name, m in found["baselines"].items()]
+    rows += [(f"baseline {name}", m) for name, m in found["baselines"].items()]
     for name, m in rows:
         lines.append(
-            f"  {name:<32} {_cell(m.get('roc_auc')):>8} {_cell(m.get('log_loss')):>9} "
+            f"  {name:<{width}} {_cell(m.get('roc_auc')):>8} {_cell(m.get('log_loss')):>9} "
             f"{_cell(m.get('silhouette')):>7}"
         )
-    lines += ["", "segments", f"  {'segment':<32} {'size':>7} {'min_size':>9}  status"]
+    lines += [
+        "",
+        "segments (size: members at the end of the replay)",
+        f"  {'segment':<{width}} {'size':>7} {'min_size':>9}  status",
+    ]
     for name, s in found["segments"].items():
         status = "active" if s["active"] else "too small"
-        lines.append(f"  {name:<32} {s['size']:>7} {s['min_size']:>9}  {status}")
-    lines += ["", "purchase within the attribution window: after entry vs after a visit"]
-    lines.append(f"  {'who':<32} {'entries':>8} {'rate':>7} {'base':>7} {'lift':>7}  95% CI")
+        lines.append(f"  {name:<{width}} {s['size']:>7} {s['min_size']:>9}  {status}")
+    lines += [
+        "",
+        "purchase within the attribution window: after an entry vs after any visit",
+        "(entries: every time a user joined the segment or matched the pattern, so a user",
+        " who left and joined again counts again; base: the rate after any visit)",
+        f"  {'who':<{width}} {'entries':>8} {'rate':>7} {'base':>7} {'lift':>7}  95% CI",
+    ]
     for name, row in found["lift"].items():
         ci = "-" if row["ci95"] is None else f"[{row['ci95'][0]:.2f}, {row['ci95'][1]:.2f}]"
         lines.append(
-            f"  {name:<32} {row['entries']:>8} {_cell(row['rate']):>7} "
+            f"  {name:<{width}} {row['entries']:>8} {_cell(row['rate']):>7} "
             f"{_cell(row['base_rate']):>7} {_cell(row['lift']):>7}  {ci}"
         )
     return "\n".join(lines)

@@ -64,17 +64,38 @@ def register(subparsers) -> None:
     publish = subparsers.add_parser(
         "publish",
         help="play recorded event files into a Kafka topic, in event-time order",
-        description=__doc__.split("\n\n")[2],
+        description="Reads the files as replay does, orders the records by event time and "
+        "produces one message per record, keyed by the user, stamped with the event time. "
+        "Records that are not events are published as they are (the pipeline dead-letters "
+        "them). A topic that does not exist is created, keeping its messages forever.",
     )
     publish.add_argument("files", nargs="+", help="Avro or JSON lines files; globs allowed")
-    publish.add_argument("--to", required=True, metavar="kafka://HOST:PORT/TOPIC")
+    publish.add_argument(
+        "--to", required=True, metavar="kafka://HOST:PORT/TOPIC", help="the topic to write"
+    )
     pace = publish.add_mutually_exclusive_group()
-    pace.add_argument("--rate", type=_positive(float), metavar="EVENTS_PER_S")
-    pace.add_argument("--speed", type=_positive(float), metavar="FACTOR")
+    pace.add_argument(
+        "--rate",
+        type=_positive(float),
+        metavar="EVENTS_PER_S",
+        help="send at this fixed rate (default: as fast as the broker takes them)",
+    )
+    pace.add_argument(
+        "--speed",
+        type=_positive(float),
+        metavar="FACTOR",
+        help="send at this multiple of the recorded pace (2: twice as fast)",
+    )
     publish.add_argument(
         "--partitions", type=_positive(int), default=1, help="for a new topic (default: 1)"
     )
-    publish.add_argument("--format", choices=["json", "avro"], default="json")
+    publish.add_argument(
+        "--format",
+        choices=["json", "avro"],
+        default="json",
+        help="message value: a JSON object, or Avro single-object encoding of "
+        "schemas/event.avsc (default: json)",
+    )
     publish.add_argument(
         "--now",
         action="store_true",
@@ -84,18 +105,35 @@ def register(subparsers) -> None:
     publish.set_defaults(func=_publish)
 
     record = subparsers.add_parser(
-        "record", help="record a Kafka topic into an Avro event file that replay accepts"
+        "record",
+        help="record a Kafka topic into an Avro event file that replay accepts",
+        description="Reads the topic from its earliest offset until no message came for "
+        "--idle seconds (or --max-records were read) and writes the events to an Avro "
+        "file; messages that are not valid events go to FILE.rejected.jsonl.",
     )
-    record.add_argument("--source", required=True, metavar="kafka://HOST:PORT/TOPIC")
-    record.add_argument("--out", required=True, metavar="FILE.avro")
     record.add_argument(
-        "--idle", type=_positive(float), default=5.0, help="seconds without messages to stop"
+        "--source", required=True, metavar="kafka://HOST:PORT/TOPIC", help="the topic to read"
     )
-    record.add_argument("--max-records", type=_positive(int), default=None)
+    record.add_argument("--out", required=True, metavar="FILE.avro", help="the event file")
+    record.add_argument(
+        "--idle",
+        type=_positive(float),
+        default=5.0,
+        help="stop after this many seconds without a message (default: %(default)s)",
+    )
+    record.add_argument(
+        "--max-records", type=_positive(int), default=None, help="stop after this many messages"
+    )
     record.set_defaults(func=_record)
 
-    kafka = subparsers.add_parser("kafka", help="a local Kafka broker: start, stop, address")
-    kafka.add_argument("action", choices=["up", "down", "url"])
+    kafka = subparsers.add_parser(
+        "kafka",
+        help="a local Kafka broker: start, stop, address",
+        description="A local Kafka broker (KRaft) on 127.0.0.1, from the jars `make jvm-deps` "
+        "fetched, with its data in .microtarget/kafka: `up` starts it (or finds it running) "
+        "and prints its address, `url` prints the address, `down` stops it.",
+    )
+    kafka.add_argument("action", choices=["up", "down", "url"], help="up, down or url")
     kafka.set_defaults(func=_kafka)
 
 

@@ -243,3 +243,28 @@ def test_the_embedded_redis_keeps_its_data_across_a_stop(tmp_path):
     finally:
         client.close()
         local_redis.stop_embedded(tmp_path)
+
+
+def test_profile_and_triggers_show_times_readably_and_json_as_stored(
+    small, replayed, redis_server, capsys
+):
+    from tests.conftest import pseudo
+
+    truth = json.loads(small.with_suffix(".personas.json").read_text())
+    user = pseudo(sorted(truth["personas"])[0])
+    at = ["--redis", redis_server.url, "--namespace", replayed, "--pseudonymized"]
+    assert cli.main(["profile", user, *at]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert cli.main(["profile", user, *at, "--json"]) == 0
+    stored = json.loads(capsys.readouterr().out)
+    assert isinstance(stored["last_seen"], int)
+    assert shown["last_seen"] == cli.iso(stored["last_seen"]) and shown["last_seen"].endswith("Z")
+    assert shown["last_session"]["start"] == cli.iso(stored["last_session"]["start"])
+    assert shown["events"] == stored["events"] and shown["version"] == stored["version"]
+    for name, at_ms in stored.get("segments", {}).items():
+        assert shown["segments"][name] == cli.iso(at_ms)
+    assert cli.main(["triggers", "--redis", redis_server.url, "--namespace", replayed]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["time", "(UTC)", "pattern", "user", "keys"]
+    assert len(lines) > 1
+    assert not any("session_start=1" in line for line in lines)
