@@ -1,6 +1,6 @@
 """Pseudonymization and personal-data stripping of one event, as plain functions.
 
-``protect(params, event)`` is what ``ApplyConsent`` does to every decoded
+``protect(params, event)`` is what ``Pseudonymize`` does to every decoded
 event before anything is keyed by user, so no raw identifier ever becomes a
 key, a state cell, a Redis value, a topic message or a log line:
 

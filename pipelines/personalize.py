@@ -17,7 +17,7 @@ from pipelines.config import Config
 from pipelines.keys import KeySource
 from transforms.dedupe import DeduplicateEvents
 from transforms.learners import LearnOnline
-from transforms.privacy import ApplyConsent
+from transforms.privacy import Pseudonymize
 from transforms.sessions import SummarizeSessions
 from transforms.sources import DecodeEvents
 from transforms.timeline import UserTimeline
@@ -54,7 +54,7 @@ def build(
     lateness = config.timeline.allowed_lateness
     decoded = raw_records | "DecodeEvents" >> DecodeEvents()
     # Pseudonyms before anything is keyed by user; the consent gate is in UserTimeline.
-    protected = decoded.events | "ApplyConsent" >> ApplyConsent(
+    protected = decoded.events | "Pseudonymize" >> Pseudonymize(
         config.privacy_params(b""), key_source
     )
     # Unique events, keyed by user.

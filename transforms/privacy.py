@@ -1,4 +1,4 @@
-"""ApplyConsent: pseudonymize and strip personal data before anything is keyed by user.
+"""Pseudonymize: ids become pseudonyms and personal data is stripped, before any keying by user.
 
 A thin DoFn around ``models.privacy.protect``: user and anonymous ids,
 e-mail addresses and phone numbers become keyed HMAC-SHA256 pseudonyms, IP
@@ -42,7 +42,7 @@ class _ProtectFn(beam.DoFn):
         yield TimestampedValue(privacy.protect(self._params, event), timestamp)
 
 
-class ApplyConsent(beam.PTransform):
+class Pseudonymize(beam.PTransform):
     """Decoded events -> the same events with every personal value pseudonymized or removed."""
 
     def __init__(self, params: privacy.PrivacyParams, key_source):
@@ -50,4 +50,4 @@ class ApplyConsent(beam.PTransform):
         self._fn = _ProtectFn(params, key_source)
 
     def expand(self, events):
-        return events | "Pseudonymize" >> beam.ParDo(self._fn)
+        return events | "Protect" >> beam.ParDo(self._fn)
