@@ -3,7 +3,7 @@
 ::
 
     microtarget import {taobao,diginetica,otto,csv} INPUT... --out FILE.avro
-        [--map event_field=csv_column,...] [--time-format F]
+        [--map event_field=csv_column,...] [--event-type TYPE] [--time-format F]
         [--event-type-map src=dst,...] [--delimiter D] [--limit N]
 
 The conversion itself is ``transforms.importers``; this module parses the
@@ -11,7 +11,7 @@ options, writes the events (``write_events``: Avro container plus a rejects
 JSON lines file) and prints the report. Exit codes: 0 when the import ran
 (rejected rows do not fail it: they are counted and written aside), 2 for a
 configuration error (message on stderr as ``error: ...``, naming the field,
-column or file), 1 when a file cannot be read or written.
+column or file, and the flags at fault), 1 when a file cannot be read or written.
 """
 
 from __future__ import annotations
@@ -25,7 +25,15 @@ from transforms import importers
 from transforms.importers import ImportConfigError, ImportReport
 
 FORMATS = ("taobao", "diginetica", "otto", "csv")
-_CSV_ONLY = ("map", "time_format", "event_type_map", "delimiter")
+_CSV_ONLY = ("map", "event_type", "time_format", "event_type_map", "delimiter")
+# The flag of each importer keyword argument that an ImportConfigError may name.
+_OPTION_FLAGS = {
+    "mapping": "--map",
+    "event_type": "--event-type",
+    "time_format": "--time-format",
+    "event_type_map": "--event-type-map",
+    "delimiter": "--delimiter",
+}
 
 
 def _limit(text: str) -> int:
@@ -68,8 +76,15 @@ def register(subparsers) -> argparse.ArgumentParser:
         action="append",
         default=None,
         metavar="FIELD=COLUMN,...",
-        help="csv: event field = CSV column; needs timestamp, event_type and user_id or "
-        "anonymous_id (may be repeated)",
+        help="csv: event field = CSV column; needs timestamp, user_id or anonymous_id, and "
+        "event_type unless --event-type is given (may be repeated)",
+    )
+    parser.add_argument(
+        "--event-type",
+        default=None,
+        metavar="TYPE",
+        help="csv: one event type for every row, for files of one kind of event with no "
+        "event type column (instead of --map event_type=...; --event-type-map applies)",
     )
     parser.add_argument(
         "--time-format",
@@ -152,18 +167,29 @@ def start_import(args: argparse.Namespace) -> tuple[Iterator, ImportReport]:
         return importers.import_otto(args.inputs, limit=args.limit, mask_rejects=mask)
     if not args.map:
         raise ImportConfigError(
-            "csv needs --map event_field=csv_column,... (timestamp, event_type and "
-            "user_id or anonymous_id at least)"
+            "csv needs --map event_field=csv_column,... (timestamp, user_id or anonymous_id, "
+            "and event_type unless --event-type is given)"
         )
     return importers.import_csv(
         args.inputs,
         parse_pairs(args.map, "--map"),
+        event_type=args.event_type,
         time_format=args.time_format,
         event_type_map=parse_pairs(args.event_type_map, "--event-type-map"),
         delimiter=_delimiter(args.delimiter),
         limit=args.limit,
         mask_rejects=mask,
     )
+
+
+def config_error_message(exc: ImportConfigError) -> str:
+    """The message of a config error, followed by the flags of the options it names.
+
+    >>> config_error_message(ImportConfigError("no good", options=("mapping", "event_type")))
+    'no good (--map, --event-type)'
+    """
+    flags = [_OPTION_FLAGS[option] for option in exc.options if option in _OPTION_FLAGS]
+    return f"{exc} ({', '.join(flags)})" if flags else str(exc)
 
 
 def _by_reason(counts: dict[str, int]) -> str:
@@ -201,7 +227,7 @@ def run(args: argparse.Namespace) -> int:
         items, report = start_import(args)
         importers.write_events(items, out, rejects)
     except ImportConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {config_error_message(exc)}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)

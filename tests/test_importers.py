@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from models.validation import FIELD_NAMES
+from models.validation import FIELD_NAMES, MAX_STRING_CHARS
 from runners import import_cmd
 from schemas.codecs import read_container
 from tests.conftest import DATASETS
@@ -319,6 +319,88 @@ def test_csv_option_errors(tmp_path):
         importers.import_csv([path, other], MAPPING)
 
 
+# A clicks-only export: one kind of event, no event type column.
+CLICKS_ROWS = [
+    ("ts,visitor,sku", "skipped", "header"),
+    ("1709287200,u1,A1", "written", None),
+    ("1709287260,u1,A2", "written", None),
+    ("1709287300,,A3", "rejected", "missing_user"),
+    ("", "skipped", "blank_line"),
+    ("soon,u2,A1", "rejected", "bad_timestamp"),
+    ("1709287320,u2,A1", "written", None),
+]
+CLICKS_MAPPING = {"timestamp": "ts", "user_id": "visitor", "product_id": "sku"}
+
+
+def write_clicks(tmp_path: Path) -> Path:
+    path = tmp_path / "clicks.csv"
+    path.write_text("\n".join(row for row, _, _ in CLICKS_ROWS) + "\n")
+    return path
+
+
+def test_csv_constant_event_type_for_a_file_without_a_type_column(tmp_path):
+    path = write_clicks(tmp_path)
+    result = importers.import_csv(path, CLICKS_MAPPING, event_type="product_view")
+    events, rejects, report = run(result)
+
+    assert report.reconciles() and report.rows_read == len(CLICKS_ROWS)
+    assert report.skipped == {"header": 1, "blank_line": 1}
+    expected = collections.Counter(
+        reason for _, outcome, reason in CLICKS_ROWS if outcome == "rejected"
+    )
+    assert report.rejected == dict(expected)
+    assert [reject["line"] for reject in rejects] == [4, 6]
+    assert report.written == len(events) == 3
+    assert [(e["event_type"], e["user_id"], e["product_id"]) for e in events] == [
+        ("product_view", "u1", "A1"),
+        ("product_view", "u1", "A2"),
+        ("product_view", "u2", "A1"),
+    ]
+    assert report.notes == []
+
+
+def test_csv_constant_event_type_is_read_like_a_cell(tmp_path):
+    path = write_clicks(tmp_path)
+    # Stripped and renamed by the event type map, as a cell of a type column is.
+    renamed = importers.import_csv(
+        path, CLICKS_MAPPING, event_type_map={"click": "product_view"}, event_type=" click "
+    )
+    events, _, report = run(renamed)
+    assert {e["event_type"] for e in events} == {"product_view"} and report.notes == []
+    # An unknown type is a valid event type: kept, with a note in case it is a typo.
+    events, _, report = run(importers.import_csv(path, CLICKS_MAPPING, event_type="tap"))
+    assert report.written == 3 and {e["event_type"] for e in events} == {"tap"}
+    assert report.notes == [
+        "every event has type 'tap', which is not a known type: kept, but it updates fewer things"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("mapping", "event_type", "message", "options"),
+    [
+        (
+            {**CLICKS_MAPPING, "event_type": "sku"},
+            "product_view",
+            "both mapped to column 'sku' and given as the constant 'product_view'",
+            ("mapping", "event_type"),
+        ),
+        (CLICKS_MAPPING, "  ", "constant event type '  ' is empty", ("event_type",)),
+        (
+            CLICKS_MAPPING,
+            "x" * (MAX_STRING_CHARS + 1),
+            f"has {MAX_STRING_CHARS + 1} characters",
+            ("event_type",),
+        ),
+        (CLICKS_MAPPING, 7, "must be a string, got int", ("event_type",)),
+    ],
+)
+def test_csv_constant_event_type_errors(tmp_path, mapping, event_type, message, options):
+    path = write_clicks(tmp_path)
+    with pytest.raises(ImportConfigError, match=message) as raised:
+        importers.import_csv(path, mapping, event_type=event_type)
+    assert raised.value.options == options
+
+
 # ---------------------------------------------------------------- Diginetica
 
 
@@ -572,3 +654,29 @@ def test_cli_csv_with_map_and_errors(tmp_path, capsys):
     assert "column 'nobody'" in capsys.readouterr().err
     assert main(["import", "otto", str(path), "--out", str(out), "--map", "a=b"]) == 2
     assert "error: --map applies to the csv format only" in capsys.readouterr().err
+
+
+def test_cli_csv_with_a_constant_event_type(tmp_path, capsys):
+    path = write_clicks(tmp_path)
+    out = tmp_path / "clicks.avro"
+    main = cli_main()
+    argv = ["import", "csv", str(path), "--out", str(out), "--map", "timestamp=ts,user_id=visitor"]
+    assert main(argv + ["--event-type", "product_view"]) == 0
+    printed = capsys.readouterr().out
+    assert f"rows read   {len(CLICKS_ROWS)}" in printed and "written     3" in printed
+    assert "rejected    2 (bad_timestamp 1, missing_user 1)" in printed
+    assert "skipped     2 (blank_line 1, header 1)" in printed
+    assert [r["event_type"] for r in read_container(out)] == ["product_view"] * 3
+
+    both = argv + ["--map", "event_type=sku", "--event-type", "product_view"]
+    assert main(both) == 2
+    err = capsys.readouterr().err
+    assert "event field 'event_type' is both mapped to column 'sku'" in err
+    assert err.rstrip().endswith("(--map, --event-type)")
+    assert main(argv) == 2
+    assert "no constant event type is given (--map, --event-type)" in capsys.readouterr().err
+    assert main(argv + ["--event-type", ""]) == 2
+    assert "error: constant event type '' is empty (--event-type)" in capsys.readouterr().err
+    otto = ["import", "otto", str(path), "--out", str(out), "--event-type", "product_view"]
+    assert main(otto) == 2
+    assert "error: --event-type applies to the csv format only" in capsys.readouterr().err

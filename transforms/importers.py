@@ -59,7 +59,7 @@ from typing import Any, NamedTuple
 
 from models import events as ev
 from models.dead_letters import mask_excerpt
-from models.validation import FIELDS, validate_event
+from models.validation import FIELDS, MIN_TIMESTAMP_MS, validate_event
 from schemas.codecs import write_container
 
 EVENT = "event"
@@ -82,7 +82,15 @@ _VALIDATION_FIELD = re.compile(r"field '(\w+)'")
 
 
 class ImportConfigError(ValueError):
-    """Options or input files an import cannot work with; the message names the culprit."""
+    """Options or input files an import cannot work with; the message names the culprit.
+
+    ``options`` names the ``import_*`` keyword arguments at fault (e.g.
+    ``("mapping", "event_type")``), so that a command line can name its flags.
+    """
+
+    def __init__(self, message: str, options: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.options = options
 
 
 @dataclass
@@ -977,7 +985,8 @@ def _csv_plan(
         if column not in header:
             raise ImportConfigError(
                 f"column {column!r} (mapped to event field {event_field!r}) is not in the header "
-                f"of {path}; its columns: {', '.join(header)}"
+                f"of {path}; its columns: {', '.join(header)}",
+                options=("mapping",),
             )
         plan.append((event_field, header.index(column), column, _FIELD_KINDS[event_field]))
     return len(header), tuple(plan)
@@ -988,38 +997,104 @@ def _check_csv_options(
     time_format: str | None,
     event_type_map: dict[str, str] | None,
     delimiter: str,
+    event_type: str | None,
 ) -> None:
     """Raise ImportConfigError, naming the field or option, for unusable CSV options."""
     if not isinstance(mapping, dict) or not mapping:
-        raise ImportConfigError("mapping must be a non-empty dict of event_field -> csv_column")
+        raise ImportConfigError(
+            "mapping must be a non-empty dict of event_field -> csv_column", options=("mapping",)
+        )
     for event_field, column in mapping.items():
         if event_field not in _FIELD_KINDS:
             raise ImportConfigError(
                 f"mapping names unknown event field {event_field!r}; event fields: "
-                f"{', '.join(_FIELD_KINDS)}"
+                f"{', '.join(_FIELD_KINDS)}",
+                options=("mapping",),
             )
         if _FIELD_KINDS[event_field].startswith("map<"):
             raise ImportConfigError(
-                f"event field {event_field!r} is a map and cannot come from one CSV column"
+                f"event field {event_field!r} is a map and cannot come from one CSV column",
+                options=("mapping",),
             )
         if not isinstance(column, str) or not column:
-            raise ImportConfigError(f"event field {event_field!r} is mapped to an empty column")
-    for required in ("timestamp", "event_type"):
-        if required not in mapping:
-            raise ImportConfigError(f"mapping has no column for event field {required!r}")
+            raise ImportConfigError(
+                f"event field {event_field!r} is mapped to an empty column", options=("mapping",)
+            )
+    if "timestamp" not in mapping:
+        raise ImportConfigError(
+            "mapping has no column for event field 'timestamp'", options=("mapping",)
+        )
+    if "event_type" in mapping and event_type is not None:
+        raise ImportConfigError(
+            f"event field 'event_type' is both mapped to column {mapping['event_type']!r} and "
+            f"given as the constant {event_type!r}; give one",
+            options=("mapping", "event_type"),
+        )
+    if "event_type" not in mapping and event_type is None:
+        raise ImportConfigError(
+            "mapping has no column for event field 'event_type' and no constant event type "
+            "is given",
+            options=("mapping", "event_type"),
+        )
     if "user_id" not in mapping and "anonymous_id" not in mapping:
         raise ImportConfigError(
-            "mapping has no column for event field 'user_id' or 'anonymous_id' (one is required)"
+            "mapping has no column for event field 'user_id' or 'anonymous_id' (one is required)",
+            options=("mapping",),
         )
     if time_format is not None and time_format not in TIME_FORMATS and "%" not in time_format:
         raise ImportConfigError(
-            f"time format {time_format!r} is not 'epoch_s', 'epoch_ms' or a strptime format"
+            f"time format {time_format!r} is not 'epoch_s', 'epoch_ms' or a strptime format",
+            options=("time_format",),
         )
     for source, target in (event_type_map or {}).items():
         if not isinstance(source, str) or not isinstance(target, str) or not target:
-            raise ImportConfigError(f"event type map entry {source!r} -> {target!r} is not usable")
+            raise ImportConfigError(
+                f"event type map entry {source!r} -> {target!r} is not usable",
+                options=("event_type_map",),
+            )
     if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '"\r\n':
-        raise ImportConfigError(f"delimiter {delimiter!r} must be one character (not a quote)")
+        raise ImportConfigError(
+            f"delimiter {delimiter!r} must be one character (not a quote)",
+            options=("delimiter",),
+        )
+
+
+def _csv_template(
+    event_type: str | None, event_type_map: dict[str, str], report: ImportReport
+) -> dict:
+    """The event every CSV row starts from: all fields None, but the constant event type.
+
+    The constant is read as an ``event_type`` cell is (stripped, renamed by
+    ``event_type_map``, then validated), once: a bad one would reject every
+    row, so it is a config error. A type outside ``KNOWN_EVENT_TYPES`` is kept,
+    as a cell's would be, with a note in the report in case it is a typo.
+    """
+    template = dict(_BLANK_EVENT)
+    if event_type is None:
+        return template
+    if not isinstance(event_type, str):
+        raise ImportConfigError(
+            f"constant event type must be a string, got {type(event_type).__name__}",
+            options=("event_type",),
+        )
+    text = event_type.strip()
+    if not text:
+        raise ImportConfigError(
+            f"constant event type {event_type!r} is empty", options=("event_type",)
+        )
+    value = event_type_map.get(text, text)
+    # The checks a row's event type gets, on a record that is valid but for it.
+    probe = {"event_id": "-", "user_id": "-", "timestamp": MIN_TIMESTAMP_MS, "event_type": value}
+    _, problem = validate_event(probe)
+    if problem is not None:
+        raise ImportConfigError(f"constant event type: {problem[1]}", options=("event_type",))
+    if value not in ev.KNOWN_EVENT_TYPES:
+        report.notes.append(
+            f"every event has type {value!r}, which is not a known type: kept, but it "
+            "updates fewer things"
+        )
+    template["event_type"] = value
+    return template
 
 
 def _csv_event(
@@ -1027,6 +1102,7 @@ def _csv_event(
     dataset: str,
     time_format: str | None,
     event_type_map: dict[str, str],
+    template: dict,
 ) -> dict:
     """The event of one CSV row per the file's plan, or _Skip/_Reject saying why not."""
     cells = row.cells
@@ -1039,7 +1115,7 @@ def _csv_event(
         raise _Reject(
             "wrong_column_count", f"expected {width} columns (as in the header), got {len(cells)}"
         )
-    event = dict(_BLANK_EVENT)
+    event = dict(template)
     columns = {}
     for event_field, index, column, kind in plan:
         columns[event_field] = column
@@ -1094,16 +1170,20 @@ def import_csv(
     event_type_map: dict[str, str] | None = None,
     delimiter: str = ",",
     *,
+    event_type: str | None = None,
     dataset: str = CSV,
     limit: int | None = None,
     mask_rejects: bool = True,
 ) -> tuple[Iterator[Item], ImportReport]:
     """Import CSV files with a header, mapping ``{event_field: csv_column}``.
 
-    Required mappings: ``timestamp``, ``event_type`` and ``user_id`` or
-    ``anonymous_id``. Unmapped columns are ignored. ``time_format``: see
-    ``parse_time_ms``. Event types pass through ``event_type_map``; values
-    not in it are kept as they are (unknown types are valid events). Numeric
+    Required mappings: ``timestamp``, ``user_id`` or ``anonymous_id``, and
+    ``event_type``, unless the file holds one kind of event and has no such
+    column (e.g. a clicks-only export): then ``event_type`` is given as a
+    constant for every row instead (both at once is an error). Unmapped
+    columns are ignored. ``time_format``: see ``parse_time_ms``. Event types,
+    from a column or the constant, pass through ``event_type_map``; values not
+    in it are kept as they are (unknown types are valid events). Numeric
     fields (price, list_price, quantity, scroll_depth, dwell_ms) must be
     numbers, else the row is rejected as ``wrong_type`` naming the field and
     column. Empty cells are ``None``. Without an ``event_id`` column (or with
@@ -1111,15 +1191,18 @@ def import_csv(
     with ``dataset`` as the dataset name).
 
     Raises ``ImportConfigError`` at once, naming the field or column, for an
-    unknown or unmappable event field, a missing required mapping, a column
-    absent from any file's header, or a bad time format or delimiter.
+    unknown or unmappable event field, a missing required mapping, an event
+    type given both ways, an empty constant event type, a column absent from
+    any file's header, or a bad time format or delimiter.
     Returns ``(items, report)``; see the module docstring.
     """
-    _check_csv_options(mapping, time_format, event_type_map, delimiter)
+    _check_csv_options(mapping, time_format, event_type_map, delimiter, event_type)
     _check_limit(limit)
+    event_type_map = dict(event_type_map or {})
     files = _expand(paths)
     plans = [_csv_plan(_read_header(path, delimiter), mapping, path) for path in files]
     report = ImportReport(dataset=dataset, sources=[str(path) for path in files])
+    template = _csv_template(event_type, event_type_map, report)
     rows = itertools.chain.from_iterable(
         _read_csv(path, delimiter, plan) for path, plan in zip(files, plans)
     )
@@ -1127,7 +1210,8 @@ def import_csv(
         _csv_event,
         dataset=dataset,
         time_format=time_format,
-        event_type_map=dict(event_type_map or {}),
+        event_type_map=event_type_map,
+        template=template,
     )
     items = _convert_rows(
         report, itertools.islice(rows, limit), convert, dict(mapping), mask_rejects
