@@ -545,7 +545,11 @@ def run_from_argv(argv: list[str]) -> int:
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(format_summary(summary))
     if mine.summary_json:
         Path(mine.summary_json).write_text(json.dumps(summary, indent=2) + "\n")
+    print(format_summary(summary))
+    failed = verdict(summary)
+    if failed:
+        print(f"error: {failed}", file=sys.stderr)
+        return 1
     return 0

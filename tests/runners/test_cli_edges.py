@@ -103,6 +103,11 @@ def test_nothing_valid_fails_and_invalid_shares_can_be_capped(
     code, err = replay(garbage)
     assert code == 1 and "error: nothing valid was read: all 3 records are invalid (" in err
     assert "invalid_json 1" in err
+    from runners.replay import run_from_argv
+
+    dead = f"--dead_letters={tmp_path / 'dead'}"
+    assert run_from_argv([f"--input={garbage}", f"--redis={redis_url}", dead]) == 1
+    assert "error: nothing valid was read" in capsys.readouterr().err
     code, err = replay(garbage, "--streaming")
     assert code == 1 and "error: nothing valid was read: all 3 records are invalid" in err
     mixed = _jsonl(tmp_path / "mixed.jsonl", [*_events(9), "{not json"])
