@@ -220,6 +220,11 @@ def advance(params: TimelineParams, state: dict, ready: list, now: int) -> Step:
         elif not cons.continuous(params.consent, consent, payload["start"]):
             step.counts["sessions_consent_blocked"] += 1
             continue
+        elif state["profile"]["now"] is None:
+            # A session none of whose events reached the profile (they came too late for
+            # it, or a runner released the summary first): there is nothing to summarize.
+            step.counts["sessions_without_events"] += 1
+            continue
         touched = applied = True
         if params.models:
             _follow(params, state, item, step)
@@ -280,7 +285,9 @@ def _follow(params: TimelineParams, state: dict, item: tuple, step: Step) -> Non
     user = state["profile"]["user_id"]
     if kind == EVENT:
         tail = followed["tail"]
-        if tail is None or ts - tail >= params.session_gap_ms:
+        # No open session: a runner released this session's summary before this event
+        # (Prism cuts session windows apart); the event opens a session of its own.
+        if tail is None or ts - tail >= params.session_gap_ms or not followed["sessions"]:
             fresh = state["profile"]["now"] is None
             before = {} if fresh else prof.snapshot(params.profile, state["profile"])
             if tail is not None and CHURN_RISK in params.models:

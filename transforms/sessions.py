@@ -61,7 +61,9 @@ class _ToTimelineItem(beam.DoFn):
 
     def process(self, keyed, win=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
         user, accumulator = keyed
-        if pane.is_first:
+        if pane.is_first or pane.index < 0:
+            # Prism (2.77) gives the pane of a merged session window as "no firing"
+            # (index -1); with Beam's default trigger that is the window's one firing.
             self._sessions.inc()
         closed_at = win.max_timestamp().micros // 1000
         yield user, timeline.session_item(session.finish(accumulator, user), closed_at)

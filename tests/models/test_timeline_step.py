@@ -120,3 +120,40 @@ def test_matches_of_several_patterns_are_governed_in_event_time_order():
         ("a_cart", day + 10 * MIN),
     ]
     assert step.counts["triggers_suppressed_daily_cap"] == 0
+
+
+def test_a_session_whose_events_never_reached_the_profile_changes_nothing():
+    # Its events came too late for the timeline (dead letters), its summary in time.
+    summary = {"session_id": "u1:0", "start": 0, "end": 5 * MIN, "events": 2}
+    summary.update(duration_ms=5 * MIN, counts={"product_view": 2}, revenue=0.0)
+    session = timeline.session_item(summary, 35 * MIN)
+    with_models = timeline.TimelineParams(models=frozenset(timeline.MODELS))
+    for p in (params(), with_models):
+        state = timeline.new_user_state("u1")
+        step = timeline.advance(p, state, [session], 40 * MIN)
+        assert step.counts["sessions_without_events"] == 1
+        assert step.snapshot is None and step.model_inputs == []
+        assert state["profile"]["now"] is None
+        # The user's first event then starts the profile as usual.
+        step = timeline.advance(p, state, [item("a", 50, "product_view")], 60 * MIN)
+        assert step.snapshot["counts"] == {"product_view": 1}
+
+
+def test_an_event_after_its_sessions_summary_opens_a_session_of_its_own():
+    # A runner that cuts a session window in two (Prism 2.77) can close the first part,
+    # events 0 and 2 min, after an event of the second part (20 min) came: a later event
+    # of that part (40 min) then finds no open session. It opens one, not a crash.
+    with_models = timeline.TimelineParams(models=frozenset(timeline.MODELS))
+    state = timeline.new_user_state("u1")
+    summary = {"session_id": "u1:0", "start": 0, "end": 2 * MIN, "events": 2}
+    summary.update(duration_ms=2 * MIN, counts={"product_view": 2}, revenue=0.0)
+    ready = [
+        item("a", 0, "product_view"),
+        item("b", 2, "product_view"),
+        item("c", 20, "product_view"),
+        timeline.session_item(summary, 32 * MIN),
+        item("d", 40, "product_view"),
+    ]
+    step = timeline.advance(with_models, state, ready, 41 * MIN)
+    assert step.snapshot["counts"] == {"product_view": 4}
+    assert list(state["model"]["sessions"]) == [40 * MIN]
