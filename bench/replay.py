@@ -18,7 +18,16 @@ side in one round, with their spread (lowest, highest):
 * ``protect``: not a pipeline: ``models.privacy.protect`` alone over every
   event of the file, in one loop, to see what pseudonymization costs.
 
-Both run on Beam's FnApiRunner (``DirectRunner`` picks it for the baseline).
+All of these run on Beam's FnApiRunner. ``--runners fnapi,prism`` (the
+default when Prism is built, ``runners.prism``) also runs ``baseline``,
+``pipeline`` and ``patterns`` on Prism, each Prism ratio against the baseline
+on Prism in the same round (under ``prism`` in the result). ``--streaming``
+adds the streaming replay (``replay --streaming``, no patterns) on the
+bundle-based DirectRunner and on Prism, and reports each one's rate and the
+Prism time against the DirectRunner's (``streaming``).
+``--patches SPEC`` runs every child with ``MICROTARGET_BEAM_PATCHES=SPEC``
+(``none``, or the names of the Beam patches to keep, ``runners.beam_patches``):
+what the patches buy is the ratio with ``all`` against the ratio with ``none``.
 
 Prints and writes ``pipeline_events_per_s``, ``baseline_events_per_s``,
 ``ratio`` (pipeline rate / baseline rate) and ``ratio_spread``,
@@ -33,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -45,12 +55,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def _baseline(path: str) -> dict:
+def _runner_options(runner: str) -> list[str]:
+    from runners import prism
+
+    return prism.options() if runner == "prism" else ["--runner=FnApiRunner"]
+
+
+def _baseline(path: str, runner: str = "fnapi") -> dict:
     import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
     from apache_beam.transforms import window
 
     started = time.perf_counter()
-    with beam.Pipeline(runner="DirectRunner") as pipeline:
+    with beam.Pipeline(options=PipelineOptions(_runner_options(runner))) as pipeline:
         _ = (
             pipeline
             | "Read" >> beam.io.ReadFromAvro(path)
@@ -64,7 +81,9 @@ def _baseline(path: str) -> dict:
     return {"wall_seconds": time.perf_counter() - started}
 
 
-def _pipeline(path: str, patterns: bool = False) -> dict:
+def _pipeline(
+    path: str, patterns: bool = False, runner: str = "fnapi", streaming: bool = False
+) -> dict:
     from pipelines.config import load_config
     from pipelines.keys import KeySource
     from runners.local_redis import RedisServer
@@ -84,6 +103,8 @@ def _pipeline(path: str, patterns: bool = False) -> dict:
             config=config,
             dead_letters_dir=str(Path(tmp) / "dead-letters"),
             key_source=KeySource("dev"),
+            runner=runner,
+            streaming=streaming,
         )
         started = time.perf_counter()
         summary = run(request)
@@ -110,6 +131,11 @@ def _child(variant: str, path: str) -> None:
         "pipeline": _pipeline,
         "patterns": lambda p: _pipeline(p, patterns=True),
         "protect": _protect,
+        "prism:baseline": lambda p: _baseline(p, "prism"),
+        "prism:pipeline": lambda p: _pipeline(p, runner="prism"),
+        "prism:patterns": lambda p: _pipeline(p, patterns=True, runner="prism"),
+        "stream:direct": lambda p: _pipeline(p, runner="direct", streaming=True),
+        "stream:prism": lambda p: _pipeline(p, runner="prism", streaming=True),
     }
     result = variants[variant](path)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -133,13 +159,14 @@ def _prepare(source: str, workdir: Path) -> str:
     return source
 
 
-def _run_child(variant: str, path: str) -> dict:
+def _run_child(variant: str, path: str, patches: str) -> dict:
     done = subprocess.run(
         [sys.executable, __file__, "--child", variant, path],
         check=True,
         capture_output=True,
         text=True,
         cwd=ROOT,
+        env={**os.environ, "MICROTARGET_BEAM_PATCHES": patches},
     )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -150,10 +177,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None, help="write the result here")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--runners",
+        default=None,
+        help="fnapi, or fnapi,prism (default: both when Prism is built)",
+    )
+    parser.add_argument(
+        "--streaming",
+        action="store_true",
+        help="also time the streaming replay on the bundle-based DirectRunner and on Prism",
+    )
+    parser.add_argument(
+        "--patches",
+        default="all",
+        help="MICROTARGET_BEAM_PATCHES for every run: all, none, or names to keep",
+    )
+    parser.add_argument(
+        "--only",
+        default=None,
+        help="run only these variants (comma-separated, e.g. baseline,pipeline or "
+        "stream:direct); the ratios of the others are left out",
+    )
     args = parser.parse_args(argv)
     if args.child:
         _child(args.child, args.file)
         return 0
+    from runners import prism
+
+    runners = (args.runners or ("fnapi,prism" if prism.built() else "fnapi")).split(",")
     with tempfile.TemporaryDirectory() as tmp:
         path = _prepare(args.file, Path(tmp))
         events = _count_events(path)
@@ -163,20 +214,48 @@ def main(argv: list[str] | None = None) -> int:
             "patterns": [],
             "protect": [],
         }
+        if "prism" in runners:
+            runs.update({"prism:baseline": [], "prism:pipeline": [], "prism:patterns": []})
+        if args.streaming:
+            runs.update({"stream:direct": [], "stream:prism": []})
+        if args.only:
+            wanted = args.only.split(",")
+            unknown = [v for v in wanted if v not in runs]
+            if unknown:
+                parser.error(f"--only: unknown variant(s) {unknown} (known: {', '.join(runs)})")
+            runs = {v: [] for v in wanted}
         for _ in range(args.repeat):
             for variant in runs:
-                runs[variant].append(_run_child(variant, path))
+                runs[variant].append(_run_child(variant, path, args.patches))
                 print(f"{variant}: {runs[variant][-1]['wall_seconds']:.2f} s", file=sys.stderr)
     median = {v: statistics.median(r["wall_seconds"] for r in rs) for v, rs in runs.items()}
 
-    def side_by_side(variant: str) -> tuple[float, list[float]]:
+    def side_by_side(variant: str, baseline: str = "baseline") -> tuple[float, list[float]]:
         """The median and spread of baseline time / variant time over the rounds."""
         ratios = [
             b["wall_seconds"] / v["wall_seconds"]
-            for b, v in zip(runs["baseline"], runs[variant], strict=True)
+            for b, v in zip(runs[baseline], runs[variant], strict=True)
         ]
         return round(statistics.median(ratios), 3), [round(min(ratios), 3), round(max(ratios), 3)]
 
+    if args.only:
+        result = {"file": args.file, "events": events, "repeat": args.repeat}
+        result["patches"] = args.patches
+        for variant in runs:
+            result[f"{variant}_events_per_s"] = round(events / median[variant], 1)
+            result[f"{variant}_peak_rss_mb"] = round(
+                max(r["peak_rss_mb"] for r in runs[variant]), 1
+            )
+        for variant, baseline in (("pipeline", "baseline"), ("prism:pipeline", "prism:baseline")):
+            if variant in runs and baseline in runs:
+                result[f"{variant}_ratio"], result[f"{variant}_ratio_spread"] = side_by_side(
+                    variant, baseline
+                )
+        print(json.dumps(result, indent=2))
+        if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps({**result, "runs": runs}, indent=2) + "\n")
+        return 0
     ratio, ratio_spread = side_by_side("pipeline")
     patterns_ratio, patterns_spread = side_by_side("patterns")
     result = {
@@ -197,8 +276,34 @@ def main(argv: list[str] | None = None) -> int:
         "protect_us_per_event": round(median["protect"] / events * 1e6, 2),
         "protect_share": round(median["protect"] / median["pipeline"], 4),
         "triggers": runs["patterns"][-1]["summary"]["triggers_by_pattern"],
-        "runs": runs,
+        "patches": args.patches,
     }
+    if "prism" in runners:
+        prism_ratio, prism_spread = side_by_side("prism:pipeline", "prism:baseline")
+        prism_patterns, prism_patterns_spread = side_by_side("prism:patterns", "prism:baseline")
+        fnapi_over_prism, fnapi_over_prism_spread = side_by_side("prism:pipeline", "pipeline")
+        result["prism"] = {
+            "pipeline_events_per_s": round(events / median["prism:pipeline"], 1),
+            "baseline_events_per_s": round(events / median["prism:baseline"], 1),
+            "ratio": prism_ratio,
+            "ratio_spread": prism_spread,
+            "patterns_ratio": prism_patterns,
+            "patterns_ratio_spread": prism_patterns_spread,
+            "peak_rss_mb": round(max(r["peak_rss_mb"] for r in runs["prism:pipeline"]), 1),
+            # FnApiRunner pipeline time / Prism pipeline time: above 1, Prism is faster.
+            "speed_against_fnapi": fnapi_over_prism,
+            "speed_against_fnapi_spread": fnapi_over_prism_spread,
+        }
+    if args.streaming:
+        prism_speed, prism_speed_spread = side_by_side("stream:prism", "stream:direct")
+        result["streaming"] = {
+            "direct_events_per_s": round(events / median["stream:direct"], 1),
+            "prism_events_per_s": round(events / median["stream:prism"], 1),
+            # DirectRunner time / Prism time: above 1, Prism is faster.
+            "prism_speed_against_direct": prism_speed,
+            "prism_speed_against_direct_spread": prism_speed_spread,
+        }
+    result["runs"] = runs
     print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

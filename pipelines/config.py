@@ -34,6 +34,7 @@ from models import profile as prof
 from models.durations import parse_duration
 from models.patterns import PatternSpec
 from models.segments import SegmentError, SegmentSpec, compile_segments
+from models.timeline import TimelineParams
 
 
 class ConfigError(ValueError):
@@ -333,6 +334,24 @@ class Config(_Section):
             self.profile.params(),
             rolling_size_ms=self.rolling.size,
             rolling_period_ms=self.rolling.period,
+        )
+
+    def timeline_params(self) -> TimelineParams:
+        """The timeline's parameters (``models.timeline``), patterns and segments left empty.
+
+        ``transforms.timeline.UserTimeline`` takes the specs (``patterns``, ``segments``)
+        next to them and compiles them on the workers.
+        """
+        return TimelineParams(
+            profile=self.profile_params(),
+            session_gap_ms=self.sessions.gap,
+            governance=self.governance_params(),
+            attribution_ms=self.triggers.attribution_window,
+            consent=self.consent.params(),
+            retention_ms=self.timeline.retention,
+            consent_memory_ms=self.consent.memory,
+            models=frozenset(self.models.enabled),
+            churn_horizon_ms=self.models.churn_horizon,
         )
 
 

@@ -20,7 +20,7 @@ class PersonalizeOptions(PipelineOptions):
         parser.add_argument(
             "--redis",
             default=None,
-            help="redis:// or rediss:// URL; without it an embedded Redis is started.",
+            help="redis:// or rediss:// URL (required: nothing here starts a server).",
         )
         parser.add_argument("--namespace", default="default", help="Key namespace in Redis.")
         parser.add_argument(

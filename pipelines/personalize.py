@@ -2,24 +2,39 @@
 
 ``build(raw_records, config)`` takes the raw records of any source (see
 ``transforms.sources``) and returns the pipeline's outputs by name; the
-runners wire sources and sinks around it. ``python -m pipelines.personalize``
-runs it with the standard Beam flags plus the options in
-``pipelines.options``.
+runners wire sources and sinks (``pipelines.sinks``) around it.
+
+``python -m pipelines.personalize --input FILES --redis URL [Beam flags]``
+runs it on recorded files in batch, with the standard Beam flags plus the
+options in ``pipelines.options``: the FnApiRunner unless ``--runner`` names
+another. It prints the run summary (``pipelines.summary``) and exits with 2
+when its input, options or endpoints are wrong, 1 when nothing valid was
+read. It starts no local server: ``--redis`` is required (``microtarget
+replay`` starts an embedded Redis when none is given).
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 import sys
+import time
+from pathlib import Path
 
 import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from pipelines.config import Config
-from pipelines.keys import KeySource
+from pipelines.checks import InputError, check_inputs, check_redis
+from pipelines.config import Config, ConfigError, load_config
+from pipelines.keys import KeySource, PseudonymKeyError, resolve
+from pipelines.options import PersonalizeOptions, unknown_flags
+from pipelines.sinks import attach_sinks, beam_temp_dirs, dead_letters_prefix
+from pipelines.summary import counters, format_summary, summarize, verdict
 from transforms.dedupe import DeduplicateEvents
 from transforms.learners import LearnOnline
 from transforms.privacy import Pseudonymize
 from transforms.sessions import SummarizeSessions
-from transforms.sources import DecodeEvents
+from transforms.sources import DecodeEvents, ReadEvents
 from transforms.timeline import UserTimeline
 from transforms.trending import TrendingItems
 
@@ -70,18 +85,10 @@ def build(
     )
     # The profile, DetectPatterns and GovernTriggers share the user's event-time order.
     timeline = (keyed, sessions) | "UserTimeline" >> UserTimeline(
-        config.profile_params(),
-        lateness,
-        config.timeline.retention,
-        config.patterns,
-        config.sessions.gap,
-        config.governance_params(),
-        config.triggers.attribution_window,
-        config.consent.params(),
-        config.consent.memory,
-        config.segments,
-        frozenset(config.models.enabled),
-        config.models.churn_horizon,
+        config.timeline_params(),
+        patterns=config.patterns,
+        segments=config.segments,
+        allowed_lateness_ms=lateness,
     )
     specs = config.models.specs()
     behind = max(lateness, config.models.allowed_lateness, learner_lateness_ms)
@@ -107,12 +114,75 @@ def build(
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m pipelines.personalize``."""
-    from runners.replay import run_from_argv
+DEFAULT_DEAD_LETTERS = ".microtarget/dead-letters"  # the CLI's default folder too
 
-    return run_from_argv(sys.argv[1:] if argv is None else argv)
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _run(argv: list[str], mine: PersonalizeOptions, config: Config, key_source: KeySource) -> dict:
+    """Read ``--input``, run the graph and its sinks to the end; the run summary."""
+    # Without --runner, the FnApiRunner: it runs every transform here, timers included.
+    given = PipelineOptions(argv).view_as(StandardOptions).runner
+    options = PipelineOptions(([] if given else ["--runner=FnApiRunner"]) + argv)
+    letters = mine.dead_letters or DEFAULT_DEAD_LETTERS
+    started = time.perf_counter()
+    pipeline = beam.Pipeline(options=options)
+    raw = pipeline | "ReadEvents" >> ReadEvents(list(mine.input))
+    outputs = build(raw, config, key_source)
+    attach_sinks(
+        outputs, config, mine.redis, mine.namespace, dead_letters_prefix(letters, None), False
+    )
+    before = beam_temp_dirs(letters)
+    try:
+        result = pipeline.run()
+        result.wait_until_finish()
+    except BaseException:
+        # A failed run leaves the dead-letter sink's temporary folder: nothing in it is final.
+        for path in beam_temp_dirs(letters) - before:
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+    return summarize(counters(result), time.perf_counter() - started)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m pipelines.personalize``; returns the exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    mine = PipelineOptions(argv).view_as(PersonalizeOptions)
+    if not mine.input:
+        return _fail("--input is required (a file, a glob, repeatable)")
+    if not mine.redis:
+        return _fail(
+            "--redis is required (redis:// or rediss:// URL); `microtarget replay` "
+            "starts an embedded Redis when it is not given"
+        )
+    try:
+        config = load_config(mine.config)
+        key_source = resolve(mine.pseudonym_key_file, mine.insecure_dev_key)
+        check_inputs(mine.input)
+        check_redis(mine.redis)
+        config.geo_table()  # a bad table fails now, naming privacy.geo_table
+        unknown = unknown_flags(argv)
+        if unknown:
+            raise InputError(f"unknown Beam option: {', '.join(unknown)}")
+    except (ConfigError, PseudonymKeyError, InputError) as exc:
+        return _fail(str(exc))
+    summary = _run(argv, mine, config, key_source)
+    if mine.summary_json:
+        Path(mine.summary_json).write_text(json.dumps(summary, indent=2) + "\n")
+    print(format_summary(summary))
+    failed = verdict(summary)
+    if failed:
+        print(f"error: {failed}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run this module under its own name: what the graph pickles (DoFns, functions)
+    # then refers to pipelines.personalize, as on any worker, not to __main__.
+    from pipelines import personalize
+
+    sys.exit(personalize.main())

@@ -102,6 +102,7 @@ def _replay(args) -> int:
     if found is None:
         return 2
     config, source = found
+    from pipelines.summary import format_summary, verdict
     from runners import replay
 
     request = replay.ReplayRequest(
@@ -115,6 +116,7 @@ def _replay(args) -> int:
         streaming=args.streaming,
         watermark_step_ms=args.watermark_step,
         key_source=source,
+        runner=args.runner,
     )
     try:
         summary = replay.run(request)
@@ -133,13 +135,13 @@ def _replay(args) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"replayed {', '.join(args.files)} into namespace {args.namespace!r}")
-    print(replay.format_summary(summary))
+    print(format_summary(summary))
     if summary.get("dead_letters"):
         print(f"dead letters: {args.dead_letters}/", file=sys.stderr)
     said = replay.hint(summary, config)
     if said:
         print(said, file=sys.stderr)
-    failed = replay.verdict(summary, args.max_invalid_share)
+    failed = verdict(summary, args.max_invalid_share)
     if failed:
         print(f"error: {failed}", file=sys.stderr)
         return 1
@@ -185,6 +187,7 @@ def _run(args) -> int:
     if found is None:
         return 2
     config, source = found
+    from pipelines.summary import format_summary
     from runners import live, replay
 
     request = live.RunRequest(
@@ -212,7 +215,7 @@ def _run(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     error = summary.pop("error")
-    print(replay.format_summary(summary))
+    print(format_summary(summary))
     if error:
         print(f"error: the job failed: {error[-2000:]}", file=sys.stderr)
         return 1
@@ -576,6 +579,14 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="drive the files through a TestStream in event-time order, the watermark "
         "advancing as in a live run (slower; same final state and triggers)",
+    )
+    replay.add_argument(
+        "--runner",
+        choices=("fnapi", "prism", "direct"),
+        default=None,
+        help="Beam's local runner: fnapi (batch; the default), direct (the bundle-based "
+        "DirectRunner, streaming; the default there) or prism (Beam's portable runner, "
+        "batch; built by `make prism`). All give the same final state",
     )
     replay.add_argument(
         "--watermark-step",

@@ -204,10 +204,9 @@ def _options(request: RunRequest, job_endpoint: str | None, work: Path) -> Pipel
         worker.max_cache_memory_usage_mb = STATE_CACHE_MB
     in_process = portable.environment_type == "LOOPBACK"
     if in_process:  # runners.worker_pool does the same in its workers
-        from runners import local_runner
+        from runners import beam_patches
 
-        local_runner.speed_up_state_cache()
-        local_runner.pipeline_state_commits()
+        beam_patches.apply_worker()
     if flink.max_bundle_time_mills is None and (in_process or request.worker_pool):
         # A stage's watermark moves when its bundle ends; Beam's 1 s limit per bundle
         # added up along the stages (bench/live.py at 100 events/s: p50 4.8 s, 1.0 s

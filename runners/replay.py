@@ -1,8 +1,9 @@
 """Replay recorded event files through the pipeline: in batch, or as a stream.
 
-Wires the file source and the sinks (Redis, trigger log and topic, dead-letter
-files) around ``pipelines.personalize.build``, runs it, and reads the run
-summary back from the pipeline's metrics so that the counts reconcile:
+Wires the file source and the sinks (``pipelines.sinks``: Redis, trigger log
+and topic, dead-letter files) around ``pipelines.personalize.build``, runs it,
+and reads the run summary back from the pipeline's metrics
+(``pipelines.summary``) so that the counts reconcile:
 ``events_read == valid + invalid`` and ``valid == unique + duplicates``.
 
 Batch (the default) runs on the FnApiRunner. ``streaming`` reads the files
@@ -10,14 +11,24 @@ first, orders their records by event time and drives them through a Beam
 ``TestStream`` on the (bundle-based) DirectRunner in streaming mode, the
 watermark advancing every ``watermark_step`` of event time, so timers fire
 and triggers come out in the order and timing of a live run. Both give the
-same final Redis state and the same triggers.
+same final Redis state and the same triggers. ``runner="prism"`` runs a batch
+replay on Prism, Beam's portable local runner (``runners.prism``), with the
+same answers; not a streaming one (``NOT_HERE``).
+
+Why the FnApiRunner, named explicitly: ``DirectRunner`` picks its engine per
+pipeline (in Beam 2.77 Prism where it can download it, which nothing here
+does while a job runs; the bundle-based runner for a pipeline with
+processing-time timers). The FnApiRunner runs every transform here, timers
+included, and is the fastest of the three on these replays (bench/RESULTS.md):
+Prism gives the SDK worker no cache tokens, so each bundle reads its users'
+state from the runner again.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -25,7 +36,6 @@ from pathlib import Path
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.testing.test_stream import TestStream
 from apache_beam.transforms.window import TimestampedValue
@@ -33,55 +43,40 @@ from apache_beam.utils.timestamp import Timestamp
 
 from models.validation import validate_event
 from pipelines import personalize
-from pipelines.config import Config, ConfigError, load_config
-from pipelines.keys import KeySource, PseudonymKeyError, resolve
-from pipelines.options import PersonalizeOptions, unknown_flags
-from runners import DEFAULT_HOME, local_runner
+from pipelines.checks import InputError, check_inputs, check_redis
+from pipelines.config import Config
+from pipelines.keys import KeySource
+from pipelines.options import unknown_flags
+from pipelines.sinks import attach_sinks, dead_letters_prefix
+from pipelines.sinks import beam_temp_dirs as _beam_temp_dirs
+from pipelines.summary import counters, summarize
+from runners import DEFAULT_HOME, beam_patches, prism
 from runners.status import StatusLine
-from transforms.erasure import EraseUsers
-from transforms.models_sink import WriteModelOutputs
-from transforms.redis_sink import WriteProfilesToRedis, WriteTrendingToRedis, key
-from transforms.segments import WriteSegmentChanges
+from transforms.redis_sink import key
 from transforms.sources import LINE, RECORD, ReadEvents, iter_file
-from transforms.triggers import TopicSink, WriteTriggers
 
-NAMESPACE = "microtarget"
+log = logging.getLogger(__name__)
 
-
-class InputError(ValueError):
-    """Inputs or endpoints a replay cannot start with (the message names which)."""
-
-
-def check_redis(url: str) -> None:
-    """Fail before the pipeline starts if Redis cannot be reached at ``url``."""
-    import redis
-
-    from transforms.redis_sink import redact_url
-
-    try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
-    except ValueError:
-        # The parser's message may quote a piece of the password: say only what is wrong.
-        raise InputError(
-            f"--redis {redact_url(url)} is not a valid redis:// or rediss:// URL "
-            "(percent-encode / ? # @ in the user and password)"
-        ) from None
-    try:
-        client.ping()
-        client.close()
-    except redis.exceptions.RedisError as exc:
-        raise InputError(f"cannot reach Redis at --redis {redact_url(url)}: {exc}") from None
-
-
-def check_inputs(patterns: list[str]) -> None:
-    """Fail before the pipeline starts if a pattern matches no file."""
-    for pattern in patterns:
-        try:
-            matched = FileSystems.match([pattern])[0].metadata_list
-        except Exception as exc:  # Beam raises BeamIOError, a bare Exception subclass
-            raise InputError(f"cannot read input {pattern!r}: {exc}") from exc
-        if not matched:
-            raise InputError(f"no file matches input {pattern!r}")
+# --runner of a replay: Beam's runner class by mode (batch, streaming).
+RUNNERS = {
+    "fnapi": ("FnApiRunner", None),
+    "direct": (None, "BundleBasedDirectRunner"),
+    "prism": ("PrismRunner", None),
+}
+# Prism 2.77 merges the session windows of a key only among those it fires together
+# (tests/runners/test_prism.py shows it; README, Runners).
+PRISM_SESSIONS = (
+    "Prism 2.77 merges session windows only among those that close together: where the "
+    "watermark moves in steps it can cut a session in two, and then sessions and what the "
+    "models learn from them differ from the FnApiRunner's (README, Runners)"
+)
+# Why a runner cannot run a mode, when it is not only that Beam's runner cannot.
+NOT_HERE = {
+    ("prism", True): "Prism 2.77 merges session windows only among those that close "
+    "together, and in a stream the watermark always moves in steps, so its sessions would "
+    "differ from every other runner's (README, Runners)",
+}
+DEFAULT_RUNNER = {False: "fnapi", True: "direct"}
 
 
 @dataclass
@@ -98,48 +93,7 @@ class ReplayRequest:
     streaming: bool = False
     watermark_step_ms: int = 3_600_000
     key_source: KeySource | None = None  # None: the pseudonym key is required (see keys)
-
-
-def _dead_letter_json(letter: dict) -> str:
-    return json.dumps(letter, sort_keys=True, ensure_ascii=False)
-
-
-class _Count(beam.DoFn):
-    def __init__(self, name: str):
-        self._counter = beam.metrics.Metrics.counter(NAMESPACE, name)
-
-    def process(self, element):
-        self._counter.inc()
-        yield element
-
-
-class _AppendLines(beam.DoFn):
-    """Lines to a local file of this worker's own, flushed every bundle.
-
-    For the local streaming replay: Beam's file sinks close files on windows
-    and processing-time triggers, so an unbounded input would wait on the
-    wall clock for them.
-    """
-
-    def __init__(self, prefix: str, suffix: str):
-        self._prefix = prefix
-        self._suffix = suffix
-        self._file = None
-
-    def setup(self):
-        Path(self._prefix).parent.mkdir(parents=True, exist_ok=True)
-        name = f"{self._prefix}-{uuid.uuid4().hex[:12]}{self._suffix}"
-        self._file = open(name, "a", encoding="utf-8")  # noqa: SIM115 (closed in teardown)
-
-    def process(self, line: str):
-        self._file.write(line + "\n")
-
-    def finish_bundle(self):
-        self._file.flush()
-
-    def teardown(self):
-        if self._file is not None:
-            self._file.close()
+    runner: str | None = None  # one of RUNNERS; None: DEFAULT_RUNNER, or a --runner in beam_args
 
 
 def _event_time(raw) -> int | None:
@@ -228,128 +182,6 @@ def wire(pipeline: beam.Pipeline, request: ReplayRequest, run_id: str = "") -> d
     return {**outputs, "records": records, "valid_records": valid}
 
 
-def dead_letters_prefix(folder: str, run_id: str | None) -> str:
-    """Where dead letters go: ``dead-letters`` (batch) or ``dead-letters-RUN_ID`` (streams)."""
-    return str(Path(folder) / (f"dead-letters-{run_id}" if run_id else "dead-letters"))
-
-
-def attach_sinks(
-    outputs: dict,
-    config: Config,
-    redis_url: str,
-    namespace: str,
-    letters_prefix: str,
-    streaming: bool,
-    mirror=None,
-) -> None:
-    """The sinks of every run: Redis, the topics, dead-letter files.
-
-    ``mirror``: a ``transforms.kafka.KafkaTopicSink`` that also gets the
-    triggers and segment changes published on the Redis topics.
-    """
-    ttl = config.redis.ttl_seconds()
-    model_outputs = (outputs["scores"], outputs["model_summaries"], outputs["model_drifts"])
-    _ = model_outputs | "WriteModelOutputs" >> WriteModelOutputs(redis_url, namespace, ttl)
-    _ = outputs["erasures"] | "EraseUsers" >> EraseUsers(redis_url, namespace, ttl["erased"])
-    min_sizes = {name: spec.min_size for name, spec in config.segments.items()}
-    _ = outputs["profiles"] | "WriteProfilesToRedis" >> WriteProfilesToRedis(
-        redis_url, namespace, ttl, min_sizes
-    )
-    _ = outputs["trending"] | "WriteTrendingToRedis" >> WriteTrendingToRedis(
-        redis_url, namespace, ttl
-    )
-    triggers = config.triggers
-    _ = outputs["segment_changes"] | "WriteSegmentChanges" >> WriteSegmentChanges(
-        redis_url, namespace, ttl["triggers"], triggers.stream_maxlen, mirror
-    )
-    _ = outputs["triggers"] | "WriteTriggers" >> WriteTriggers(
-        redis_url,
-        namespace,
-        ttl.get("triggers", 0),
-        triggers.log_size,
-        TopicSink(maxlen=triggers.stream_maxlen),
-        mirror,
-    )
-    _ = (
-        outputs["dead_letters"]
-        | "CountDeadLetters" >> beam.ParDo(_Count("dead_letters"))
-        | "DeadLetterJson" >> beam.Map(_dead_letter_json)
-        | "WriteDeadLetters"
-        >> (
-            beam.ParDo(_AppendLines(letters_prefix, ".jsonl"))
-            if streaming
-            else beam.io.WriteToText(letters_prefix, file_name_suffix=".jsonl")
-        )
-    )
-
-
-def counters(result) -> dict[str, int]:
-    """The pipeline's counters in the microtarget namespace, summed over steps."""
-    totals: dict[str, int] = {}
-    query = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))
-    for counter in query["counters"]:
-        value = counter.committed if counter.committed is not None else counter.attempted
-        name = counter.key.metric.name
-        totals[name] = totals.get(name, 0) + (value or 0)
-    return totals
-
-
-def _by_prefix(totals: dict[str, int], prefix: str) -> dict[str, int]:
-    """Counters named ``PREFIX + NAME`` as ``{NAME: n}``, those above zero, sorted."""
-    return {
-        name.removeprefix(prefix): n
-        for name, n in sorted(totals.items())
-        if name.startswith(prefix) and n
-    }
-
-
-def summarize(totals: dict[str, int], wall_seconds: float) -> dict:
-    """The run summary (keys documented in the README)."""
-    valid = totals.get("valid", 0)
-    unique = totals.get("unique", 0)
-    by_reason = _by_prefix(totals, "invalid_")
-    by_pattern = _by_prefix(totals, "matches.")
-    triggered = _by_prefix(totals, "triggers.")
-    converted = _by_prefix(totals, "converted.")
-    suppressed = _by_prefix(totals, "triggers_suppressed_")
-    events_read = totals.get("events_read", 0)
-    return {
-        "events_read": events_read,
-        "valid": valid,
-        "invalid": totals.get("invalid", 0),
-        "invalid_by_reason": by_reason,
-        "duplicates": valid - unique,
-        "unique": unique,
-        "unknown_event_type": totals.get("unknown_event_type", 0),
-        "sessions": totals.get("sessions", 0),
-        "profiles": totals.get("profiles", 0),
-        "late": totals.get("late", 0),
-        "dead_letters": totals.get("dead_letters", 0),
-        "matches_by_pattern": by_pattern,
-        "converted_by_pattern": converted,
-        "converted_share_by_pattern": {
-            name: round(converted.get(name, 0) / n, 4) for name, n in by_pattern.items()
-        },
-        "triggers": totals.get("triggers", 0),
-        "triggers_by_pattern": triggered,
-        "triggers_holdout": totals.get("triggers_holdout", 0),
-        "triggers_suppressed": suppressed,
-        "triggers_published": totals.get("triggers_published", 0),
-        "partial_matches_dropped": totals.get("partial_matches_dropped", 0),
-        "redis_writes_applied": totals.get("redis_writes_applied", 0),
-        "redis_writes_stale": totals.get("redis_writes_stale", 0),
-        "consent_blocked": totals.get("consent_blocked", 0),
-        "sessions_consent_blocked": totals.get("sessions_consent_blocked", 0),
-        "erasures": totals.get("erasures", 0),
-        "erasure_keys_deleted": totals.get("erasure_keys_deleted", 0),
-        "redis_writes_erased": totals.get("redis_writes_erased", 0),
-        "triggers_refused_erased": totals.get("triggers_refused_erased", 0),
-        "ip_addresses_dropped": totals.get("ip_addresses_dropped", 0),
-        "wall_seconds": round(wall_seconds, 3),
-        "events_per_second": round(events_read / wall_seconds, 1) if wall_seconds > 0 else 0.0,
-    }
-
-
 def _streaming_summary(
     request: ReplayRequest, run_id: str, records: int, valid: int, wall: float
 ) -> dict:
@@ -397,19 +229,14 @@ def _execute(request: ReplayRequest):
     unknown = unknown_flags(request.beam_args)
     if unknown:
         raise InputError(f"unknown Beam option after `--`: {', '.join(unknown)}")
-    options = PipelineOptions(request.beam_args)
+    options = PipelineOptions(runner_flags(request) + list(request.beam_args))
     standard = options.view_as(StandardOptions)
     if request.streaming:
-        # TestStream runs on the bundle-based DirectRunner only.
         standard.streaming = True
-        standard.runner = standard.runner or "BundleBasedDirectRunner"
-    elif standard.runner is None:
-        standard.runner = "FnApiRunner"
-    if standard.runner in ("FnApiRunner", "DirectRunner"):
-        local_runner.speed_up_state_cache()
-        local_runner.pipeline_state_commits()
+    if standard.runner in ("FnApiRunner", "DirectRunner", "PrismRunner"):
+        beam_patches.apply_worker()  # the SDK worker runs in this process
     if standard.runner in ("BundleBasedDirectRunner", "DirectRunner"):
-        local_runner.speed_up_bundle_runner()
+        beam_patches.apply("dofn_specs_cache")
     started = time.perf_counter()
     run_id = uuid.uuid4().hex[:12]
     pipeline = beam.Pipeline(options=options)
@@ -428,9 +255,44 @@ def _execute(request: ReplayRequest):
     return result, outputs, time.perf_counter() - started, run_id
 
 
-def _beam_temp_dirs(folder: str) -> set[Path]:
-    """The temporary folders of Beam's file sinks in ``folder``."""
-    return set(Path(folder).glob("beam-temp-*"))
+def runner_flags(request: ReplayRequest) -> list[str]:
+    """The Beam flags that choose the replay's runner (``request.runner``, see ``RUNNERS``).
+
+    A ``--runner`` among the Beam flags is used as given (Prism still gets its
+    location and options unless they are given too); ``request.runner`` with one
+    is an error naming both.
+    """
+    given = PipelineOptions(request.beam_args).view_as(StandardOptions).runner
+    mode = "streaming" if request.streaming else "batch"
+    if request.runner is not None and request.runner not in RUNNERS:
+        raise InputError(f"--runner {request.runner!r} is not one of {', '.join(RUNNERS)}")
+    if given is not None:
+        if request.runner is not None:
+            raise InputError(
+                f"--runner {request.runner} and --runner={given} after `--` disagree: give one"
+            )
+        if given != "PrismRunner":
+            return []
+        name = "prism"
+    else:
+        name = request.runner or DEFAULT_RUNNER[request.streaming]
+    runner = RUNNERS[name][request.streaming]
+    if runner is None:
+        able = " or ".join(n for n, pair in RUNNERS.items() if pair[request.streaming])
+        why = NOT_HERE.get((name, request.streaming))
+        raise InputError(
+            f"--runner {name} does not run a {mode} replay ({able} does)"
+            + (f": {why}" if why else "")
+        )
+    if runner != "PrismRunner":
+        return [f"--runner={runner}"]
+    log.warning("%s", PRISM_SESSIONS)
+    try:
+        flags = prism.options()
+    except prism.MissingPrism as exc:
+        raise InputError(str(exc)) from None
+    # Flags the caller gave win: argparse keeps the last of each, and theirs come after.
+    return [flag for flag in flags if flag != f"--runner={given}"]
 
 
 def run(request: ReplayRequest) -> dict:
@@ -450,33 +312,6 @@ def run_counters(request: ReplayRequest) -> tuple[dict, dict]:
     return totals, summarize(totals, wall)
 
 
-def verdict(summary: dict, max_invalid_share: float | None = None) -> str | None:
-    """Why a finished replay failed on its input, or None.
-
-    >>> verdict({"events_read": 0, "valid": 0, "invalid": 0})
-    'nothing was read: the input holds no records'
-    >>> verdict({"events_read": 10, "valid": 9, "invalid": 1}, 0.05)
-    '1 of 10 records (10.0%) are invalid, more than --max-invalid-share 0.05'
-    """
-    read, valid, invalid = summary["events_read"], summary["valid"], summary["invalid"]
-    if read == 0:
-        return "nothing was read: the input holds no records"
-    if valid == 0:
-        reasons = summary.get("invalid_by_reason") or {}
-        why = ", ".join(f"{reason} {n:,}" for reason, n in reasons.items())
-        return (
-            f"nothing valid was read: all {read:,} records are invalid"
-            + (f" ({why})" if why else "")
-            + "; the dead letters say why for each"
-        )
-    if max_invalid_share is not None and invalid / read > max_invalid_share:
-        return (
-            f"{invalid:,} of {read:,} records ({invalid / read:.1%}) are invalid, "
-            f"more than --max-invalid-share {max_invalid_share:g}"
-        )
-    return None
-
-
 def hint(summary: dict, config: Config) -> str | None:
     """One line on what to configure when a replay computed (almost) nothing, or None."""
     said = []
@@ -494,62 +329,3 @@ def hint(summary: dict, config: Config) -> str | None:
         f"hint: {' and '.join(said)}; set consent.default, patterns, segments and models "
         "in a --config (examples/config.yaml sets them all)"
     )
-
-
-def format_summary(summary: dict) -> str:
-    """The summary as a small aligned table."""
-    rows = []
-    for name, value in summary.items():
-        if isinstance(value, dict):
-            value = ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
-        elif isinstance(value, int):
-            value = f"{value:,}"
-        rows.append((name, str(value)))
-    width = max(len(name) for name, _ in rows)
-    return "\n".join(f"  {name:<{width}}  {value}" for name, value in rows)
-
-
-def run_from_argv(argv: list[str]) -> int:
-    """``python -m pipelines.personalize --input ... [Beam flags]``."""
-    options = PipelineOptions(argv)
-    mine = options.view_as(PersonalizeOptions)
-    if not mine.input:
-        print("error: --input is required (a file, a glob, repeatable)", file=sys.stderr)
-        return 2
-    try:
-        config = load_config(mine.config)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        key_source = resolve(mine.pseudonym_key_file, mine.insecure_dev_key)
-    except PseudonymKeyError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    redis_url = mine.redis
-    if redis_url is None:
-        from runners.local_redis import ensure_embedded
-
-        redis_url = ensure_embedded(DEFAULT_HOME / "redis")
-    request = ReplayRequest(
-        inputs=list(mine.input),
-        redis_url=redis_url,
-        namespace=mine.namespace,
-        config=config,
-        dead_letters_dir=mine.dead_letters or str(DEFAULT_HOME / "dead-letters"),
-        beam_args=argv,
-        key_source=key_source,
-    )
-    try:
-        summary = run(request)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if mine.summary_json:
-        Path(mine.summary_json).write_text(json.dumps(summary, indent=2) + "\n")
-    print(format_summary(summary))
-    failed = verdict(summary)
-    if failed:
-        print(f"error: {failed}", file=sys.stderr)
-        return 1
-    return 0

@@ -9,7 +9,7 @@ state cache at 0 and without the job's options, so ``--max_cache_memory_usage_mb
 never reaches it and every state read is a round trip to the runner. Here a
 worker first asks the runner's provision service for the job's options, as
 Beam's SDK container does, applies this project's worker changes
-(``runners.local_runner``: Beam's state cache sizing without the module
+(``runners.beam_patches``: Beam's state cache sizing without the module
 globals walk, state commits sent together), and then runs Beam's own
 ``sdk_worker_main``, which sizes the cache from the options.
 
@@ -36,6 +36,11 @@ log = logging.getLogger(__name__)
 def _pool_class():
     from apache_beam.portability.api import beam_fn_api_pb2
     from apache_beam.runners.worker.worker_pool_main import BeamFnExternalWorkerPoolServicer
+
+    from runners import beam_patches
+
+    if not beam_patches.apply("worker_pool")["worker_pool"]:
+        return BeamFnExternalWorkerPoolServicer  # Beam's own: workers without the job's options
 
     class Pool(BeamFnExternalWorkerPoolServicer):
         def StartWorker(self, request, unused_context):  # noqa: N802 (the gRPC method)
@@ -113,12 +118,11 @@ def _whole_numbers(value):
 def _run_worker(args) -> None:
     from apache_beam.runners.worker import sdk_worker_main
 
-    from runners import local_runner
+    from runners import beam_patches
 
     info = provision_info(args.provision_endpoint, args.id)
     os.environ.update(worker_environment(args, info))
-    local_runner.speed_up_state_cache()
-    local_runner.pipeline_state_commits()
+    beam_patches.apply_worker()
     sdk_worker_main.main([])
 
 

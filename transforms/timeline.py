@@ -70,8 +70,6 @@ from apache_beam.transforms.window import GlobalWindows
 
 from models import consent as cons
 from models import dead_letters, timeline
-from models import governance as gov
-from models import profile as prof
 from models.patterns import PatternSpec, compile_pattern
 from models.segments import SegmentSpec, compile_segments
 from transforms import ordering, progress
@@ -273,37 +271,27 @@ def _event_item(keyed):
 
 
 class UserTimeline(beam.PTransform):
-    """Order each user's items in event time and keep the living profile."""
+    """Order each user's items in event time and keep the living profile.
+
+    ``params``: the timeline's parameters (``pipelines.config.Config.timeline_params``).
+    Its ``patterns`` and ``segments`` are compiled on the workers from ``patterns``
+    and ``segments`` (the specs by name; compiled predicates are closures, which
+    do not pickle). ``allowed_lateness_ms``: how long after the watermark an item
+    is still released in order.
+    """
 
     def __init__(
         self,
-        params: prof.ProfileParams,
-        allowed_lateness_ms: int,
-        retention_ms: int,
+        params: timeline.TimelineParams,
+        *,
         patterns: dict[str, PatternSpec] | None = None,
-        session_gap_ms: int = 30 * 60_000,
-        governance: gov.GovernanceParams | None = None,
-        attribution_ms: int = 7 * 86_400_000,
-        consent: cons.ConsentParams | None = None,
-        consent_memory_ms: int = 400 * 86_400_000,
         segments: dict[str, SegmentSpec] | None = None,
-        models: frozenset = frozenset(),
-        churn_horizon_ms: int = 7 * 86_400_000,
+        allowed_lateness_ms: int = 0,
     ):
         super().__init__()
-        timeline_params = timeline.TimelineParams(
-            profile=params,
-            session_gap_ms=session_gap_ms,
-            governance=governance or gov.GovernanceParams(),
-            attribution_ms=attribution_ms,
-            consent=consent or cons.ConsentParams(),
-            retention_ms=retention_ms,
-            consent_memory_ms=consent_memory_ms,
-            models=frozenset(models),
-            churn_horizon_ms=churn_horizon_ms,
-        )
+        params = dataclasses.replace(params, patterns=(), segments=())
         self._fn = _TimelineFn(
-            timeline_params, patterns or {}, allowed_lateness_ms, retention_ms, segments
+            params, patterns or {}, allowed_lateness_ms, params.retention_ms, segments
         )
 
     def expand(self, inputs):

@@ -103,10 +103,10 @@ def test_nothing_valid_fails_and_invalid_shares_can_be_capped(
     code, err = replay(garbage)
     assert code == 1 and "error: nothing valid was read: all 3 records are invalid (" in err
     assert "invalid_json 1" in err
-    from runners.replay import run_from_argv
+    from pipelines import personalize
 
     dead = f"--dead_letters={tmp_path / 'dead'}"
-    assert run_from_argv([f"--input={garbage}", f"--redis={redis_url}", dead]) == 1
+    assert personalize.main([f"--input={garbage}", f"--redis={redis_url}", dead]) == 1
     assert "error: nothing valid was read" in capsys.readouterr().err
     code, err = replay(garbage, "--streaming")
     assert code == 1 and "error: nothing valid was read: all 3 records are invalid" in err
@@ -120,7 +120,7 @@ def test_nothing_valid_fails_and_invalid_shares_can_be_capped(
 
 
 def test_unknown_beam_options_stop_the_replay_naming_them(small, redis_url, tmp_path, capsys):
-    from runners.replay import run_from_argv
+    from pipelines import personalize
 
     args = ["replay", str(small), "--redis", redis_url, "--dead-letters", str(tmp_path)]
     code = cli.main(args + ["--", "--bogus_flag=1", "--direct_num_workres", "2"])
@@ -128,7 +128,7 @@ def test_unknown_beam_options_stop_the_replay_naming_them(small, redis_url, tmp_
     assert code == 2
     assert "unknown Beam option after `--`: --bogus_flag, --direct_num_workres" in err
     assert "did you mean '--direct_num_workers'?" in err
-    assert run_from_argv([f"--input={small}", f"--redis={redis_url}", "--bogus_flag=1"]) == 2
+    assert personalize.main([f"--input={small}", f"--redis={redis_url}", "--bogus_flag=1"]) == 2
     assert "--bogus_flag" in capsys.readouterr().err
 
 

@@ -55,7 +55,7 @@ def test_pool_workers_run_apart_with_the_jobs_options_and_the_pipelined_commits(
             for _, _, pid, cache_mb, commit in rows:
                 assert pid != test_pid and os.getpgid(pid) == pool_group
                 assert cache_mb == 64
-                assert commit == "runners.local_runner"
+                assert commit == "runners.beam_patches"
 
         runner = FnApiRunner(
             default_environment=ExternalEnvironment(pool.endpoint),
