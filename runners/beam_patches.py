@@ -32,7 +32,8 @@ The patches (``PATCHES``):
     cell. The patch sends every cell's clear and append requests first, in the
     order Beam sends them per cell, then waits for all. Cells that are not bags
     keep Beam's own commit. It matters where a state write is a call to another
-    process (Flink, Prism).
+    process: live workers on Flink apply it (p50 latency 6.9 to 4.8 s at
+    100 events/s when it came); replays do not, where it bought nothing.
 ``worker_pool``
     Beam's worker pool (an EXTERNAL environment) starts its workers without
     the job's options, so their state cache is 0. ``runners.worker_pool``
@@ -40,7 +41,9 @@ The patches (``PATCHES``):
     relies on the servicer's ``_worker_processes`` map and constructor. Without
     the patch the pool is Beam's own.
 
-What each buys is measured with ``bench/replay.py --patches`` (bench/RESULTS.md).
+What each buys is measured with ``bench/replay.py --patches`` (bench/RESULTS.md):
+on replays, the state cache sizing 3.7 times the Taobao file's rate and 8 times
+a many-user file's; the others nothing measurable there.
 """
 
 from __future__ import annotations
