@@ -12,11 +12,17 @@ Beam's own ``FlinkRunner`` would download a shaded job-server jar at run time;
 ``--flink_job_server_jar`` takes a local one. Neither is used by default
 because the shaded jars are not in the registry this project builds from:
 the job server here is the same driver class on a classpath of resolved jars.
+
+The Beam Python SDK and that Beam Java (Beam 2.62's runner for Flink 1.19) are
+different releases, talking through the portable job API and the expansion
+service; ``untested_pair()`` says when a pair has not been through the tests
+(``TESTED_PAIRS``), and ``runners.live.run`` logs it as a warning at start.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -28,6 +34,49 @@ from runners.local_kafka import _stop_pid, _tail
 from runners.local_redis import free_port
 
 START_TIMEOUT_S = 90.0
+
+# (Beam Python SDK, Beam Java of runners/jvm/flink/pom.xml) pairs that the Flink tests
+# (tests/runners/test_flink_kafka.py) have passed with. Add a pair only after they pass.
+TESTED_PAIRS = frozenset({("2.77.0", "2.62.0")})
+_RUNNER_JAR = re.compile(r"^beam-runners-flink-(?P<flink>\d+\.\d+)-(?P<beam>\d+\.\d+\.\d+)\.jar$")
+
+
+def java_versions(lib: str | Path | None = None) -> tuple[str, str] | None:
+    """(Beam Java version, Flink version) of the fetched runner jar, or None if not fetched.
+
+    Read from the jar's name, ``beam-runners-flink-1.19-2.62.0.jar`` -> ("2.62.0", "1.19").
+    """
+    folder = Path(lib) if lib is not None else jvm.lib_dir("flink")
+    if not folder.is_dir():
+        return None
+    for path in sorted(folder.iterdir()):
+        match = _RUNNER_JAR.match(path.name)
+        if match:
+            return match["beam"], match["flink"]
+    return None
+
+
+def untested_pair(python_version: str | None = None, java_version: str | None = None) -> str | None:
+    """A warning if the Beam Python SDK and the jars' Beam Java are not a tested pair.
+
+    Defaults: the installed ``apache_beam`` and the fetched jars. None when the pair
+    is tested, or when no jars are fetched (starting a service then fails anyway).
+    """
+    if python_version is None:
+        from apache_beam.version import __version__ as python_version
+    if java_version is None:
+        found = java_versions()
+        if found is None:
+            return None
+        java_version = found[0]
+    if (python_version, java_version) in TESTED_PAIRS:
+        return None
+    tested = ", ".join(f"Python {p} with Java {j}" for p, j in sorted(TESTED_PAIRS))
+    return (
+        f"Beam Python {python_version} with Beam Java {java_version} (the job server and "
+        f"expansion service of {jvm.lib_dir('flink')}) is a pair the tests have not run; "
+        f"tested: {tested or 'none'}"
+    )
 
 
 def _wait_listening(service, name: str, log: Path) -> None:

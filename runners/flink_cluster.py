@@ -1,19 +1,21 @@
-"""A standalone Apache Flink 1.16 session cluster on 127.0.0.1, started with Flink's scripts.
+"""A standalone Apache Flink 1.19 session cluster on 127.0.0.1, started with Flink's scripts.
 
-Beam's Flink runner here is built for Flink 1.16 (``runners/jvm/flink/pom.xml``),
-so the cluster is Flink 1.16.3. Its distribution comes from the Python index:
+Beam's Flink runner here is built for Flink 1.19 (``runners/jvm/flink/pom.xml``),
+so the cluster is Flink 1.19.3. Its distribution comes from the Python index:
 the jars (``lib/``, ``opt/``, ``plugins/``) from ``apache-flink-libraries``,
 the ``bin/`` scripts and default ``conf/`` from the ``apache-flink`` wheel (the
-CPython 3.9 build, the newest 1.16.3 wheel; only its files are used, nothing
-is installed, so the old apache-beam it pins never meets this project's).
-``fetch_distribution()`` assembles ``build/flink-dist/flink-1.16.3`` with
+CPython 3.11 build; only its files are used, nothing is installed, so the
+apache-beam it pins never meets this project's).
+``fetch_distribution()`` assembles ``build/flink-dist/flink-1.19.3`` with
 ``pip download`` (pip's cache makes it quick the second time).
 
-``FlinkCluster`` writes a configuration that binds everything to 127.0.0.1 on
-free ports, runs ``bin/start-cluster.sh`` (one JobManager, one TaskManager with
-two slots; the ``workers`` file says 127.0.0.1, so no ssh) and stops the two
-processes by the PIDs the scripts wrote. ``microtarget flink up|down|url`` (and
-``make flink-up`` / ``make flink-down``) keep one running in ``.microtarget/flink-cluster``.
+``FlinkCluster`` writes a configuration (``conf/config.yaml``, the standard
+YAML file Flink 1.19 reads; a ``flink-conf.yaml`` would take precedence, so none
+is left there) that binds everything to 127.0.0.1 on free ports, runs
+``bin/start-cluster.sh`` (one JobManager, one TaskManager with two slots; the
+``workers`` file says 127.0.0.1, so no ssh) and stops the two processes by the
+PIDs the scripts wrote. ``microtarget flink up|down|url`` (and ``make flink-up`` /
+``make flink-down``) keep one running in ``.microtarget/flink-cluster``.
 """
 
 from __future__ import annotations
@@ -33,12 +35,13 @@ from runners import jvm
 from runners.local_kafka import _alive, _stop_pid
 from runners.local_redis import free_port
 
-VERSION = "1.16.3"
+VERSION = "1.19.3"
 DIST = jvm.BUILD.parent / "flink-dist"
 HOME = DIST / f"flink-{VERSION}"
 START_TIMEOUT_S = 90.0
 
-# Flink 1.16 on Java 17 (Flink's own list for Java 17, from its later releases).
+# Flink 1.19 on Java 17: Flink's own list (the distribution's config.yaml, which this
+# project's configuration replaces) and what Beam and Kafka reach into (jvm.JAVA_OPENS).
 JAVA_OPTS = " ".join(
     [
         "--add-exports=java.base/sun.net.util=ALL-UNNAMED",
@@ -73,7 +76,7 @@ def fetch_distribution() -> Path:
         "--only-binary",
         ":all:",
         "--python-version",
-        "3.9",
+        "3.11",
         "--platform",
         "manylinux1_x86_64",
         f"apache-flink=={VERSION}",
@@ -104,6 +107,7 @@ def fetch_distribution() -> Path:
 
 
 def _conf(ports: dict[str, int], home: Path) -> str:
+    """``config.yaml`` for Flink 1.19: flat keys, every value a YAML 1.2 scalar."""
     lines = {
         "jobmanager.rpc.address": "127.0.0.1",
         "jobmanager.rpc.port": ports["rpc"],
@@ -120,10 +124,11 @@ def _conf(ports: dict[str, int], home: Path) -> str:
         "parallelism.default": 1,
         "jobmanager.memory.process.size": "1024m",
         "taskmanager.memory.process.size": "1536m",
-        "io.tmp.dirs": home / "tmp",
-        "env.java.opts": JAVA_OPTS,
+        "io.tmp.dirs": str(home / "tmp"),
+        "env.java.opts.all": JAVA_OPTS,
     }
-    return "".join(f"{name}: {value}\n" for name, value in lines.items())
+    # json.dumps quotes strings as YAML double-quoted scalars and leaves numbers plain.
+    return "".join(f"{name}: {json.dumps(value)}\n" for name, value in lines.items())
 
 
 class FlinkCluster:
@@ -162,7 +167,10 @@ class FlinkCluster:
         conf.mkdir(parents=True, exist_ok=True)
         for name in ("log4j.properties", "log4j-cli.properties", "log4j-console.properties"):
             shutil.copy(dist / "conf" / name, conf / name)
-        (conf / "flink-conf.yaml").write_text(_conf(self.ports, self.home))
+        # Flink 1.19 prefers a flink-conf.yaml (its old format) over config.yaml: a
+        # folder kept from a Flink 1.16 cluster still has one.
+        (conf / "flink-conf.yaml").unlink(missing_ok=True)
+        (conf / "config.yaml").write_text(_conf(self.ports, self.home))
         (conf / "workers").write_text("127.0.0.1\n")
         (conf / "masters").write_text(f"127.0.0.1:{self.ports['rest']}\n")
         for folder in ("log", "pid", "tmp"):

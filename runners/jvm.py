@@ -25,7 +25,7 @@ POMS = Path(__file__).resolve().parent / "jvm"
 BUILD = Path(os.environ.get("MICROTARGET_JVM_HOME", ROOT / "build" / "jvm"))
 NAMES = ("kafka", "flink")
 
-# What Flink 1.16 and Kafka reach into by reflection and Java 17 closes by default.
+# What Flink 1.19 and Kafka reach into by reflection and Java 17 closes by default.
 JAVA_OPENS = [
     f"--add-opens={module}=ALL-UNNAMED"
     for module in (

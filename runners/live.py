@@ -222,6 +222,26 @@ def _options(request: RunRequest, job_endpoint: str | None, work: Path) -> Pipel
     return options
 
 
+def warn_untested_pair(request: RunRequest) -> str | None:
+    """Log a warning if the Java services this run starts are untested with this SDK.
+
+    They run from the jars of ``runners/jvm/flink/pom.xml`` (a Beam Java release
+    older than the Python SDK); a job server or expansion service given by address
+    is somebody else's, of a version unknown here. Returns the warning, if any.
+    """
+    starts_java = request.expansion_service is None or (
+        request.runner != "dataflow" and request.job_endpoint is None
+    )
+    if not starts_java:
+        return None
+    from runners.flink import untested_pair
+
+    warning = untested_pair()
+    if warning:
+        log.warning("%s", warning)
+    return warning
+
+
 class _Stop(Exception):
     pass
 
@@ -238,6 +258,7 @@ def run(request: RunRequest, on_running=None) -> dict:
 
     ``on_running(result)`` is called once the job is submitted (tests use it).
     """
+    warn_untested_pair(request)
     source, sink = check(request)
     run_id = uuid.uuid4().hex[:12]
     work = Path(request.work_dir) / run_id

@@ -3,13 +3,14 @@
 In: ``ReadFromKafkaTopic`` is Beam's Java ``KafkaIO.Read``, expanded by a Java
 expansion service (``runners.flink.ExpansionService``; the Java SDK harness runs
 it inside the Flink task, the EMBEDDED environment, so no Docker is needed).
-Beam Python's own ``ReadFromKafka`` sends configuration fields (redistribute,
-allow_duplicates, ...) that the Kafka IO this project runs (Beam 2.56, the newest
-whose Flink runner resolves here, see ``runners/jvm/flink/pom.xml``) does not
-know, and the expansion fails; ``ReadFromKafkaTopic`` sends the fields that
-version has. Records are timestamped with their Kafka CreateTime (``publish``
-sets it to the event time), so the watermark follows event time; a partition
-that is caught up lets the watermark advance to the wall clock.
+Beam Python's own ``ReadFromKafka`` sends configuration fields
+(dynamic_read_poll_interval_seconds, consumer_factory_fn_class) that the Kafka
+IO this project runs (Beam 2.62, the newest whose Flink runner resolves here,
+see ``runners/jvm/flink/pom.xml``) does not know, and the expansion fails
+("missing a setter"); ``ReadFromKafkaTopic`` sends only fields that version
+has. Records are timestamped with their Kafka CreateTime (``publish`` sets it
+to the event time), so the watermark follows event time; a partition that is
+caught up lets the watermark advance to the wall clock.
 
 A message is one event: a JSON object (the ``schemas/event.avsc`` fields), or
 Avro single-object encoding of that schema. Anything else becomes a dead letter
@@ -48,7 +49,10 @@ BYTES = "org.apache.kafka.common.serialization.ByteArrayDeserializer"
 _URL = re.compile(r"^kafka://(?P<hosts>[A-Za-z0-9.\-_\[\]:,]+)/(?P<topic>[A-Za-z0-9._\-]{1,249})$")
 
 
-# The configuration fields of KafkaIO.Read.External in Beam 2.56 (no more, no fewer).
+# The fields this read sets, each one a setter of KafkaIO.Read.External.Configuration in
+# Beam 2.62 (the expansion fails on a field without one). Those of its fields not sent
+# keep their defaults: start/stop read time, max records, max read time, consumer
+# polling timeout, redistribute, redistribute_num_keys, allow_duplicates.
 # Functional form: Beam infers the payload schema from real types, and this module's
 # ``from __future__ import annotations`` would turn class-syntax annotations into strings.
 ReadSchema = typing.NamedTuple(  # noqa: UP014

@@ -6,7 +6,7 @@
   triggers and segment changes to a second topic; the final Redis namespace
   and the mirror topic equal those of the batch replay of the same file.
 * A generated file through the same command submitted to a standalone Flink
-  1.16 cluster: the job shows RUNNING in the cluster's REST API, its results
+  1.19 cluster: the job shows RUNNING in the cluster's REST API, its results
   land in Redis, and cancelling it there ends the command.
 
 The online models are off here: their streaming inputs can still come late to

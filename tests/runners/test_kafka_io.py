@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from runners import cli, kafka_cmd, live, replay
+from runners import cli, flink, jvm, kafka_cmd, live, replay
 from runners.replay import InputError
 from tests.conftest import granted_config, key_source_of_tests
 from tests.redis_state import namespace_state
@@ -107,6 +109,47 @@ def test_live_jobs_close_bundles_after_50_ms_where_the_workers_are_ours(tmp_path
     assert options(*pool)["max_bundle_time_mills"] is None
     given = options("--max_bundle_time_mills=500", "--auto_watermark_interval=1000")
     assert given["max_bundle_time_mills"] == 500 and given["auto_watermark_interval"] == 1000
+
+
+def test_run_warns_at_start_when_the_sdk_and_the_jars_beam_are_an_untested_pair(
+    tmp_path, monkeypatch, caplog
+):
+    assert flink.untested_pair("2.77.0", "2.62.0") is None
+    warning = flink.untested_pair("2.78.0", "2.62.0")
+    assert "Beam Python 2.78.0 with Beam Java 2.62.0" in warning
+    assert "not run" in warning and "tested: Python 2.77.0 with Java 2.62.0" in warning
+    if flink.java_versions() is not None:  # the jars fetched here: bumping the pom needs the table
+        assert flink.untested_pair() is None, flink.untested_pair()
+
+    # The job server's Beam Java is read from the fetched runner jar's name.
+    monkeypatch.setattr(jvm, "BUILD", tmp_path)
+    lib = tmp_path / "flink" / "lib"
+    assert flink.java_versions() is None and flink.untested_pair("9.0.0") is None
+    lib.mkdir(parents=True)
+    for name in ("beam-runners-core-java-2.61.0.jar", "beam-runners-flink-1.18-2.61.0.jar"):
+        (lib / name).touch()
+    assert flink.java_versions() == ("2.61.0", "1.18")
+    assert flink.java_versions(lib) == ("2.61.0", "1.18")
+
+    # run() logs it first thing, then goes on (here to fail on the request).
+    request = live.RunRequest(
+        source="kafka://127.0.0.1:9/t", redis_url="redis://127.0.0.1:9", parallelism=0
+    )
+    with (
+        caplog.at_level(logging.WARNING, logger="runners.live"),
+        pytest.raises(InputError, match="--parallelism"),
+    ):
+        live.run(request)
+    assert "with Beam Java 2.61.0" in caplog.text and "have not run" in caplog.text
+    # A job server and an expansion service given by address: not this checkout's jars.
+    caplog.clear()
+    given = dataclasses.replace(
+        request, job_endpoint="127.0.0.1:9", expansion_service="127.0.0.1:9"
+    )
+    with caplog.at_level(logging.WARNING, logger="runners.live"), pytest.raises(InputError):
+        live.run(given)
+    assert "have not run" not in caplog.text
+    assert live.warn_untested_pair(dataclasses.replace(given, expansion_service=None))
 
 
 def test_publish_orders_by_event_time_keys_by_user_and_stamps_the_event_time(
