@@ -26,9 +26,9 @@ system-deps:
 	@test -x $(TLS_REDIS)
 
 # The Java programs (Kafka broker, Beam's Flink job server, a standalone Flink cluster):
-# jars copied with mvn from runners/jvm/*/pom.xml into build/jvm (quick once cached).
+# jars copied with mvn from runners/local/jvm/*/pom.xml into build/jvm (quick once cached).
 jvm-deps: setup
-	$(BIN)/python -m runners.jvm fetch
+	$(BIN)/python -m runners.local.jvm fetch
 
 kafka-up: jvm-deps
 	$(BIN)/microtarget kafka up

@@ -89,7 +89,7 @@ def _learners(path: str) -> dict:
 
 def _pipeline(path: str, models: bool) -> dict:
     from pipelines.keys import KeySource
-    from runners.local_redis import RedisServer
+    from runners.local.redis_server import RedisServer
     from runners.replay import ReplayRequest, run
 
     with tempfile.TemporaryDirectory() as tmp, RedisServer(data_dir=Path(tmp) / "redis") as server:

@@ -134,7 +134,7 @@ def _start_job(kind, env, topic, namespace, parallelism, work, tuning):
     from pipelines.config import parse_config
     from pipelines.keys import KeySource
     from runners import live
-    from runners.flink import ExpansionService, FlinkJobServer, WorkerPool
+    from runners.local.flink import ExpansionService, FlinkJobServer, WorkerPool
 
     stack = contextlib.ExitStack()
     expansion = stack.enter_context(ExpansionService(work))
@@ -393,8 +393,8 @@ def main(argv=None) -> int:
         "bundle_size": args.max_bundle_size,
     }
 
-    from runners.local_kafka import KafkaServer
-    from runners.local_redis import RedisServer
+    from runners.local.kafka_broker import KafkaServer
+    from runners.local.redis_server import RedisServer
 
     report: dict = {"latency": [], "throughput": []}
     with tempfile.TemporaryDirectory(prefix="mt-bench-live-") as tmp:

@@ -86,7 +86,7 @@ def _pipeline(
 ) -> dict:
     from pipelines.config import load_config
     from pipelines.keys import KeySource
-    from runners.local_redis import RedisServer
+    from runners.local.redis_server import RedisServer
     from runners.replay import ReplayRequest, run
 
     # Segments and models are measured by bench/learners.py; here: with and without patterns.

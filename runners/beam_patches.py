@@ -36,7 +36,7 @@ The patches (``PATCHES``):
     100 events/s when it came); replays do not, where it bought nothing.
 ``worker_pool``
     Beam's worker pool (an EXTERNAL environment) starts its workers without
-    the job's options, so their state cache is 0. ``runners.worker_pool``
+    the job's options, so their state cache is 0. ``runners.local.worker_pool``
     subclasses Beam's pool servicer and replaces how it starts a worker; it
     relies on the servicer's ``_worker_processes`` map and constructor. Without
     the patch the pool is Beam's own.
@@ -252,7 +252,7 @@ PATCHES = {
         Patch("state_cache_sizing", ("2.77.0",), _statecache_install, _statecache_expects),
         Patch("dofn_specs_cache", ("2.77.0",), _specs_install, _specs_expects),
         Patch("pipelined_commits", ("2.77.0",), _commits_install, _commits_expects),
-        # Installed by runners.worker_pool (it subclasses the servicer); nothing to swap here.
+        # Installed by runners.local.worker_pool (it subclasses the servicer); nothing to swap here.
         Patch("worker_pool", ("2.77.0",), lambda: lambda: None, _pool_expects),
     )
 }

@@ -42,7 +42,7 @@ def _redis_url(args) -> str:
             )
             raise SystemExit(2) from None
         return args.redis
-    from runners.local_redis import ensure_embedded
+    from runners.local.redis_server import ensure_embedded
 
     url = ensure_embedded(EMBEDDED_DIR)
     port = url.rsplit(":", 1)[1].split("/", 1)[0]
@@ -462,7 +462,7 @@ def _share(text: str) -> float:
 
 
 def _flink(args) -> int:
-    from runners import flink_cluster
+    from runners.local import flink_cluster
 
     directory = DEFAULT_HOME / "flink-cluster"
     if args.action == "down":
@@ -477,7 +477,7 @@ def _flink(args) -> int:
 
 
 def _redis(args) -> int:
-    from runners.local_redis import ensure_embedded, stop_embedded
+    from runners.local.redis_server import ensure_embedded, stop_embedded
 
     if args.action == "stop":
         stopped = stop_embedded(EMBEDDED_DIR)

@@ -26,7 +26,7 @@ events go, one per line, to ``FILE.rejected.jsonl``. Replaying both files
 gives the dead letters a live run gives (with other sources and offsets;
 a message that is not JSON at all is ``invalid_json`` there).
 
-``kafka up`` starts a local broker (``runners.local_kafka``) in
+``kafka up`` starts a local broker (``runners.local.kafka_broker``) in
 ``.microtarget/kafka`` and prints its address; ``kafka down`` stops it.
 """
 
@@ -393,7 +393,7 @@ def _record(args) -> int:
 
 
 def _kafka(args) -> int:
-    from runners import local_kafka
+    from runners.local import kafka_broker as local_kafka
 
     if args.action == "down":
         stopped = local_kafka.stop_embedded(KAFKA_DIR)

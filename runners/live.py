@@ -1,7 +1,7 @@
 """Run the pipeline live: Kafka in, Redis and a Kafka topic out, on Flink (or Dataflow).
 
 ``microtarget run --source kafka://HOST:PORT/TOPIC --runner flink`` starts the
-pieces Beam needs on this machine (``runners.flink``: a Java expansion service
+pieces Beam needs on this machine (``runners.local.flink``: a Java expansion service
 for Kafka IO and Beam's Flink job server, with ``--flink-master [local]`` an
 embedded Flink mini-cluster, or a cluster's REST address), submits the same
 graph as ``replay`` (``pipelines.personalize.build``) in streaming mode, and
@@ -198,12 +198,12 @@ def _options(request: RunRequest, job_endpoint: str | None, work: Path) -> Pipel
 
     # Beam's SDK worker caches no user state by default, so each read of a state cell
     # is a round trip to the runner. (Workers of Beam's own worker pool never see this
-    # option; those of runners.worker_pool do.)
+    # option; those of runners.local.worker_pool do.)
     worker = options.view_as(WorkerOptions)
     if not worker.max_cache_memory_usage_mb:
         worker.max_cache_memory_usage_mb = STATE_CACHE_MB
     in_process = portable.environment_type == "LOOPBACK"
-    if in_process:  # runners.worker_pool does the same in its workers
+    if in_process:  # runners.local.worker_pool does the same in its workers
         from runners import beam_patches
 
         beam_patches.apply_worker()
@@ -225,7 +225,7 @@ def _options(request: RunRequest, job_endpoint: str | None, work: Path) -> Pipel
 def warn_untested_pair(request: RunRequest) -> str | None:
     """Log a warning if the Java services this run starts are untested with this SDK.
 
-    They run from the jars of ``runners/jvm/flink/pom.xml`` (a Beam Java release
+    They run from the jars of ``runners/local/jvm/flink/pom.xml`` (a Beam Java release
     older than the Python SDK); a job server or expansion service given by address
     is somebody else's, of a version unknown here. Returns the warning, if any.
     """
@@ -234,7 +234,7 @@ def warn_untested_pair(request: RunRequest) -> str | None:
     )
     if not starts_java:
         return None
-    from runners.flink import untested_pair
+    from runners.local.flink import untested_pair
 
     warning = untested_pair()
     if warning:
@@ -271,7 +271,7 @@ def run(request: RunRequest, on_running=None) -> dict:
     with contextlib.ExitStack() as stack:
         expansion = request.expansion_service
         job_endpoint = request.job_endpoint
-        from runners.flink import ExpansionService, FlinkJobServer
+        from runners.local.flink import ExpansionService, FlinkJobServer
 
         if expansion is None:
             embedded = request.runner != "dataflow"
@@ -279,7 +279,7 @@ def run(request: RunRequest, on_running=None) -> dict:
             services.append(service.name)
             expansion = service.endpoint
         if request.worker_pool and request.runner != "dataflow":
-            from runners.flink import WorkerPool
+            from runners.local.flink import WorkerPool
 
             pool = stack.enter_context(WorkerPool(work))
             services.append("worker-pool")

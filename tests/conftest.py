@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from runners.local_redis import RedisServer
+from runners.local.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,7 +64,7 @@ def redis_server(tmp_path_factory):
 @pytest.fixture(scope="session")
 def kafka_server(tmp_path_factory):
     """A real Kafka broker (KRaft) on 127.0.0.1 and free ports, stopped by PID at the end."""
-    from runners.local_kafka import KafkaServer
+    from runners.local.kafka_broker import KafkaServer
 
     server = KafkaServer(tmp_path_factory.mktemp("kafka")).start()
     yield server

@@ -1,12 +1,12 @@
 """Kafka in and out: the live source and the topics triggers and segment changes go to.
 
 In: ``ReadFromKafkaTopic`` is Beam's Java ``KafkaIO.Read``, expanded by a Java
-expansion service (``runners.flink.ExpansionService``; the Java SDK harness runs
+expansion service (``runners.local.flink.ExpansionService``; the Java SDK harness runs
 it inside the Flink task, the EMBEDDED environment, so no Docker is needed).
 Beam Python's own ``ReadFromKafka`` sends configuration fields
 (dynamic_read_poll_interval_seconds, consumer_factory_fn_class) that the Kafka
 IO this project runs (Beam 2.62, the newest whose Flink runner resolves here,
-see ``runners/jvm/flink/pom.xml``) does not know, and the expansion fails
+see ``runners/local/jvm/flink/pom.xml``) does not know, and the expansion fails
 ("missing a setter"); ``ReadFromKafkaTopic`` sends only fields that version
 has. Records are timestamped with their Kafka CreateTime (``publish`` sets it
 to the event time), so the watermark follows event time; a partition that is

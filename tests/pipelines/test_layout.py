@@ -49,7 +49,7 @@ def test_nothing_below_runners_imports_runners():
     "source",
     [
         "from runners.replay import attach_sinks\n",
-        "import runners.local_redis as lr\n",
+        "import runners.local.redis_server as lr\n",
         "def main():\n    from runners import replay\n",
         "from .. import runners\n",
         "from ..runners import prism\n",

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from runners import cli, local_redis
+from runners import cli
+from runners.local import redis_server as local_redis
 from tests.conftest import ROOT, pseudo
 
 

@@ -14,7 +14,8 @@ import time
 import pytest
 import redis
 
-from runners import cli, local_redis
+from runners import cli
+from runners.local import redis_server as local_redis
 from tests.conftest import ROOT
 
 MICROTARGET = [sys.executable, "-m", "runners.cli"]

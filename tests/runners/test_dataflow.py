@@ -15,7 +15,7 @@ from apache_beam.portability import common_urns
 
 from pipelines.config import load_config
 from runners import live
-from runners.flink import ExpansionService
+from runners.local.flink import ExpansionService
 from tests.conftest import ROOT, key_source_of_tests
 
 dataflow = pytest.importorskip(

@@ -30,7 +30,7 @@ import yaml
 
 from pipelines.config import parse_config
 from runners import kafka_cmd, live, replay
-from runners.flink_cluster import FlinkCluster
+from runners.local.flink_cluster import FlinkCluster
 from tests.conftest import DATASETS, ROOT, key_source_of_tests
 from tests.runners.test_kafka_io import _consume
 from tests.test_patterns_taobao import _comparable

@@ -9,7 +9,8 @@ import logging
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from runners import cli, flink, jvm, kafka_cmd, live, replay
+from runners import cli, kafka_cmd, live, replay
+from runners.local import flink, jvm
 from runners.replay import InputError
 from tests.conftest import granted_config, key_source_of_tests
 from tests.redis_state import namespace_state

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from runners import local_redis
+from runners.local import redis_server as local_redis
 from tests.conftest import ROOT, pseudo
 
 PASSWORD = "s3cret-Pa55word"

@@ -1,4 +1,4 @@
-"""runners.worker_pool: worker processes of their own, with the job's options and our changes."""
+"""runners.local.worker_pool: workers of their own, with the job's options and our changes."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from apache_beam.testing.util import assert_that
 from apache_beam.transforms import userstate
 from apache_beam.transforms.environments import ExternalEnvironment
 
-from runners.flink import WorkerPool
+from runners.local.flink import WorkerPool
 
 
 class _CountPerKey(beam.DoFn):

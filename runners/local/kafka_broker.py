@@ -1,6 +1,6 @@
 """A real Apache Kafka broker on 127.0.0.1, in KRaft mode (broker and controller in one).
 
-The broker's jars come from ``runners/jvm/kafka/pom.xml`` (``make jvm-deps``);
+The broker's jars come from ``runners/local/jvm/kafka/pom.xml`` (``make jvm-deps``);
 ``KafkaServer`` formats a fresh log folder, starts ``kafka.Kafka`` on free
 ports and stops it by its PID. ``ensure_embedded(dir)`` starts one detached
 broker whose pid and ports live in ``dir`` (reused while it runs): that is
@@ -20,8 +20,8 @@ import time
 import uuid
 from pathlib import Path
 
-from runners import jvm
-from runners.local_redis import free_port
+from runners.local import jvm
+from runners.local.redis_server import free_port
 
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0

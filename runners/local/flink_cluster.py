@@ -1,6 +1,6 @@
 """A standalone Apache Flink 1.19 session cluster on 127.0.0.1, started with Flink's scripts.
 
-Beam's Flink runner here is built for Flink 1.19 (``runners/jvm/flink/pom.xml``),
+Beam's Flink runner here is built for Flink 1.19 (``runners/local/jvm/flink/pom.xml``),
 so the cluster is Flink 1.19.3. Its distribution comes from the Python index:
 the jars (``lib/``, ``opt/``, ``plugins/``) from ``apache-flink-libraries``,
 the ``bin/`` scripts and default ``conf/`` from the ``apache-flink`` wheel (the
@@ -31,9 +31,9 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from runners import jvm
-from runners.local_kafka import _alive, _stop_pid
-from runners.local_redis import free_port
+from runners.local import jvm
+from runners.local.kafka_broker import _alive, _stop_pid
+from runners.local.redis_server import free_port
 
 VERSION = "1.19.3"
 DIST = jvm.BUILD.parent / "flink-dist"

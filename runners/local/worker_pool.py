@@ -1,6 +1,6 @@
 """A Beam worker pool whose worker processes get the job's worker settings.
 
-``python -m runners.worker_pool --service_port=PORT`` serves Beam's worker
+``python -m runners.local.worker_pool --service_port=PORT`` serves Beam's worker
 pool API (an EXTERNAL environment: ``--environment_config=HOST:PORT``) and
 starts one Python process per worker the runner asks for, like Beam's
 ``apache_beam.runners.worker.worker_pool_main``. The difference is what runs
@@ -15,7 +15,7 @@ globals walk, state commits sent together), and then runs Beam's own
 
 Written by hand because Beam's pool has no hook for either: its only other
 mode runs an SDK container executable, which needs Docker's boot program.
-The pool is stopped by stopping its process group (``runners.flink.WorkerPool``).
+The pool is stopped by stopping its process group (``runners.local.flink.WorkerPool``).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def _pool_class():
                 command = [
                     sys.executable,
                     "-m",
-                    "runners.worker_pool",
+                    "runners.local.worker_pool",
                     "--worker",
                     f"--id={request.worker_id}",
                     f"--control_endpoint={request.control_endpoint.url}",
@@ -154,7 +154,9 @@ def _serve(host: str, port: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m runners.worker_pool", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m runners.local.worker_pool", description=__doc__
+    )
     parser.add_argument("--service_port", type=int, help="the pool's port (required)")
     parser.add_argument(
         "--host", default="127.0.0.1", help="the address to listen on (0.0.0.0: every one)"

@@ -1,14 +1,14 @@
 """Java programs the project runs next to Python: the Kafka broker, Beam's Flink job server.
 
-Each lives in ``runners/jvm/NAME/pom.xml``, a pom with dependencies and
+Each lives in ``runners/local/jvm/NAME/pom.xml``, a pom with dependencies and
 nothing to build; ``fetch(NAME)`` copies its jars into ``build/jvm/NAME/lib``
 with ``mvn dependency:copy-dependencies`` (Maven's local repository caches
 them, so a second fetch on the same machine is quick; a fetch after the pom
 changed starts over). Nothing is downloaded while a job runs: what is not
 fetched raises ``MissingJars`` naming the command that fetches it.
 
-``python -m runners.jvm fetch`` is what ``make jvm-deps`` runs: both, and the
-standalone Flink distribution (``runners.flink_cluster``).
+``python -m runners.local.jvm fetch`` is what ``make jvm-deps`` runs: both, and the
+standalone Flink distribution (``runners.local.flink_cluster``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 POMS = Path(__file__).resolve().parent / "jvm"
 BUILD = Path(os.environ.get("MICROTARGET_JVM_HOME", ROOT / "build" / "jvm"))
 NAMES = ("kafka", "flink")
@@ -103,7 +103,7 @@ def classpath(name: str) -> str:
     if not fetched(name):
         raise MissingJars(
             f"the jars of {name} are not fetched: run `make jvm-deps` "
-            f"(or python -m runners.jvm fetch {name})"
+            f"(or python -m runners.local.jvm fetch {name})"
         )
     return str(lib_dir(name) / "*")
 
@@ -121,12 +121,14 @@ def java() -> str:
 
 def main(argv: list[str]) -> int:
     if len(argv) < 1 or argv[0] != "fetch":
-        print("usage: python -m runners.jvm fetch [kafka] [flink] [flink-dist]", file=sys.stderr)
+        print(
+            "usage: python -m runners.local.jvm fetch [kafka] [flink] [flink-dist]", file=sys.stderr
+        )
         return 2
     for name in argv[1:] or (*NAMES, "flink-dist"):
         try:
             if name == "flink-dist":
-                from runners.flink_cluster import fetch_distribution
+                from runners.local.flink_cluster import fetch_distribution
 
                 print(f"{name}: {fetch_distribution()}")
                 continue

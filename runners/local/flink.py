@@ -4,7 +4,7 @@ Beam Python submits to Flink through a job server (``FlinkJobServerDriver``),
 which runs the job in an embedded Flink mini-cluster (``flink_master="[local]"``)
 or submits it to a Flink cluster's REST address. Cross-language transforms
 (Kafka IO) are expanded by a Java expansion service. Both run from the jars of
-``runners/jvm/flink/pom.xml`` (``make jvm-deps``), on 127.0.0.1 and free ports,
+``runners/local/jvm/flink/pom.xml`` (``make jvm-deps``), on 127.0.0.1 and free ports,
 and are stopped by their PIDs. Python workers run in LOOPBACK mode (inside the
 submitting process) unless ``--environment_type`` says otherwise.
 
@@ -29,13 +29,13 @@ import sys
 import time
 from pathlib import Path
 
-from runners import jvm
-from runners.local_kafka import _stop_pid, _tail
-from runners.local_redis import free_port
+from runners.local import jvm
+from runners.local.kafka_broker import _stop_pid, _tail
+from runners.local.redis_server import free_port
 
 START_TIMEOUT_S = 90.0
 
-# (Beam Python SDK, Beam Java of runners/jvm/flink/pom.xml) pairs that the Flink tests
+# (Beam Python SDK, Beam Java of runners/local/jvm/flink/pom.xml) pairs that the Flink tests
 # (tests/runners/test_flink_kafka.py) have passed with. Add a pair only after they pass.
 TESTED_PAIRS = frozenset({("2.77.0", "2.62.0")})
 _RUNNER_JAR = re.compile(r"^beam-runners-flink-(?P<flink>\d+\.\d+)-(?P<beam>\d+\.\d+\.\d+)\.jar$")
@@ -177,7 +177,7 @@ class ExpansionService(JavaService):
 class FlinkJobServer(JavaService):
     """Beam's Flink job server; ``flink_master`` is ``[local]`` or a cluster's HOST:PORT."""
 
-    main_class = "org.apache.beam.runners.flink.FlinkJobServerDriver"
+    main_class = "org.apache.beam.runners.local.flink.FlinkJobServerDriver"
     name = "flink-job-server"
 
     def __init__(self, log_dir: str | Path, flink_master: str = "[local]", **kwargs):
@@ -197,7 +197,7 @@ class FlinkJobServer(JavaService):
 
 
 class WorkerPool:
-    """A Python worker pool (``runners.worker_pool``): a worker process per Flink task slot.
+    """A Python worker pool (``runners.local.worker_pool``): a worker process per Flink task slot.
 
     LOOPBACK workers share this process and its interpreter lock, so a
     parallelism above 1 gains nothing; with the pool (EXTERNAL environment)
@@ -222,7 +222,7 @@ class WorkerPool:
                 [
                     sys.executable,
                     "-m",
-                    "runners.worker_pool",
+                    "runners.local.worker_pool",
                     f"--service_port={self.port}",
                 ],
                 stdout=out,
