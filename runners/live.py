@@ -33,10 +33,11 @@ from apache_beam.options.pipeline_options import PipelineOptions, PortableOption
 from apache_beam.runners.runner import PipelineState
 
 from pipelines import personalize
+from pipelines.checks import InputError, check_redis
 from pipelines.config import Config
 from pipelines.keys import KeySource
-from runners import DEFAULT_HOME, replay
-from runners.replay import InputError
+from pipelines.sinks import attach_sinks, dead_letters_prefix
+from runners import DEFAULT_HOME
 from transforms.kafka import KafkaTopicSink, KafkaUrlError, ReadFromKafkaTopic, parse_url
 
 log = logging.getLogger(__name__)
@@ -142,7 +143,7 @@ def check(request: RunRequest) -> tuple[tuple[str, str], tuple[str, str] | None]
     if request.key_source is None:
         raise InputError("no pseudonym key source (pipelines.keys.resolve gives one)")
     request.config.geo_table()
-    replay.check_redis(request.redis_url)
+    check_redis(request.redis_url)
     check_topic(*source, "--source")
     if sink is not None:
         check_topic(*sink, "--sink")
@@ -156,12 +157,12 @@ def build(pipeline: beam.Pipeline, request: RunRequest, source, sink, expansion:
         bootstrap, topic, expansion, request.group_id
     )
     outputs = personalize.build(raw, request.config, request.key_source, streaming=True)
-    replay.attach_sinks(
+    attach_sinks(
         outputs,
         request.config,
         request.redis_url,
         request.namespace,
-        replay.dead_letters_prefix(request.dead_letters_dir, run_id),
+        dead_letters_prefix(request.dead_letters_dir, run_id),
         True,
         KafkaTopicSink(*sink) if sink else None,
     )
