@@ -177,7 +177,7 @@ class ExpansionService(JavaService):
 class FlinkJobServer(JavaService):
     """Beam's Flink job server; ``flink_master`` is ``[local]`` or a cluster's HOST:PORT."""
 
-    main_class = "org.apache.beam.runners.local.flink.FlinkJobServerDriver"
+    main_class = "org.apache.beam.runners.flink.FlinkJobServerDriver"
     name = "flink-job-server"
 
     def __init__(self, log_dir: str | Path, flink_master: str = "[local]", **kwargs):

@@ -137,14 +137,21 @@ def test_flink_local_reading_kafka_equals_the_batch_replay(
         checkpoint_interval_ms=100,
     )
     jobs, outcome = [], {}
-    runner = threading.Thread(
-        target=lambda: outcome.update(live.run(request, on_running=jobs.append)), daemon=True
-    )
+
+    def run_live() -> None:
+        try:
+            outcome.update(live.run(request, on_running=jobs.append))
+        except BaseException as exc:  # a service that died at start: fail now, not at timeout
+            outcome["error"] = exc
+
+    runner = threading.Thread(target=run_live, daemon=True)
     runner.start()
 
     seen = {"state": None, "since": time.monotonic()}
 
     def caught_up_or_settled() -> bool:
+        if "error" in outcome:
+            raise AssertionError(f"the live run failed: {outcome['error']!r}")
         # Cheap first: the number of keys; then the whole namespace. A namespace that
         # stays the same for SETTLED_S without being equal will not become equal.
         count = sum(1 for _ in redis_client.scan_iter(match="mt:flink-live:*", count=2000))
