@@ -98,9 +98,10 @@ def test_state_cache_sizing_weighs_plain_data_as_beam_does():
     from apache_beam.runners.worker import statecache
 
     values = _user_states()
-    own = [statecache.get_deep_size(value) for value in values]
+    beams = statecache.get_deep_size
+    own = [beams(value) for value in values]
     assert beam_patches.apply("state_cache_sizing")["state_cache_sizing"]
-    assert statecache.get_deep_size is not beam_patches.PATCHES  # patched function in place
+    assert statecache.get_deep_size is not beams  # the patched function is in place
     assert [statecache.get_deep_size(value) for value in values] == own
 
 
