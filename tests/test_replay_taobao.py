@@ -14,7 +14,7 @@ from pipelines.config import Config
 from runners import replay
 from schemas.codecs import read_container, write_container
 from tests.conftest import DATASETS, granted_config, key_source_of_tests, pseudo
-from tests.redis_state import namespace_dumps
+from tests.redis_state import namespace_state
 from transforms import redis_sink
 from transforms.importers import import_taobao, write_events
 
@@ -126,11 +126,11 @@ def test_profiles_match_plain_python(replayed, plain):
 
 def test_replaying_again_changes_nothing(replayed):
     client = replayed["client"]
-    before = namespace_dumps(client, "taobao")
+    before = namespace_state(client, "taobao")
     again = replay.run(replayed["request"])
     assert again["redis_writes_applied"] == 0
     assert again["redis_writes_stale"] > 0
-    assert namespace_dumps(client, "taobao") == before
+    assert namespace_state(client, "taobao") == before
 
 
 def test_reversed_file_gives_the_same_state(replayed, taobao, redis_server):
@@ -143,7 +143,7 @@ def test_reversed_file_gives_the_same_state(replayed, taobao, redis_server):
         key_source=key_source_of_tests(),
     )
     replay.run(request)
-    forward = namespace_dumps(client, "taobao")
-    backward = namespace_dumps(client, "taobaorev", rename_to="taobao")
+    forward = namespace_state(client, "taobao")
+    backward = namespace_state(client, "taobaorev", rename_to="taobao")
     assert len(forward) > 2 * 815
     assert backward == forward

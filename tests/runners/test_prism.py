@@ -13,7 +13,7 @@ import pytest
 from pipelines.config import load_config
 from runners import cli, prism, replay
 from tests.conftest import ROOT, key_source_of_tests
-from tests.redis_state import namespace_dumps
+from tests.redis_state import namespace_state
 
 pytestmark = pytest.mark.skipif(
     not prism.BINARY.exists() and shutil.which("go") is None,
@@ -46,13 +46,12 @@ def _replay(path, redis_url, namespace, tmp_path, runner, streaming=False) -> di
 
 
 def comparable(client, namespace: str) -> dict:
-    """DUMP bytes of every key; a stream's entries as a sorted list (their ids are wall-clock)."""
-    dumps = namespace_dumps(client, namespace, rename_to="x")
-    for key in list(dumps):
-        name = key.encode().replace(b"mt:x:", f"mt:{namespace}:".encode(), 1)
-        if client.type(name) == b"stream":
-            dumps[key] = sorted(sorted(fields.items()) for _, fields in client.xrange(name))
-    return dumps
+    """Every key's content; a stream's entries sorted (runners may publish in another order)."""
+    state = namespace_state(client, namespace, rename_to="x")
+    for key, (kind, content) in state.items():
+        if kind == "stream":
+            state[key] = (kind, sorted(sorted(fields.items()) for fields in content))
+    return state
 
 
 def test_the_demo_on_prism_leaves_the_fnapi_runners_redis(
