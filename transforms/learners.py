@@ -54,13 +54,13 @@ its updates per second.
 from __future__ import annotations
 
 import apache_beam as beam
-from apache_beam.coders import PickleCoder, VarIntCoder
+from apache_beam.coders import VarIntCoder
 from apache_beam.transforms import userstate
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.window import GlobalWindows
 
 from models import learning
-from transforms import ordering
+from transforms import ordering, pickled
 from transforms.metrics import Counters
 
 NAMESPACE = "microtarget"
@@ -85,16 +85,17 @@ def _item(model_input: dict):
 
 
 class _LearnFn(beam.DoFn):
-    BUFFER = userstate.BagStateSpec("buffer", PickleCoder())
-    MODEL = userstate.ReadModifyWriteStateSpec("model", PickleCoder())
+    # Pickled bytes, read and written as objects (transforms.pickled says why).
+    BUFFER = userstate.BagStateSpec("buffer", pickled.CODER)
+    MODEL = userstate.ReadModifyWriteStateSpec("model", pickled.CODER)
     RELEASED = userstate.ReadModifyWriteStateSpec("released", VarIntCoder())
     PENDING = userstate.ReadModifyWriteStateSpec("pending", VarIntCoder())
     RELEASE = userstate.TimerSpec("release", TimeDomain.WATERMARK)
     # Corrections: the items fed since the oldest checkpoint, the checkpoints
     # ((cutoff, pickled model) pairs), the oldest and newest cutoffs, and the
     # earliest time of a late item still to be learned in order.
-    LOG = userstate.BagStateSpec("log", PickleCoder())
-    CHECKPOINTS = userstate.BagStateSpec("checkpoints", PickleCoder())
+    LOG = userstate.BagStateSpec("log", pickled.CODER)
+    CHECKPOINTS = userstate.BagStateSpec("checkpoints", pickled.CODER)
     FLOOR = userstate.ReadModifyWriteStateSpec("floor", VarIntCoder())
     NEWEST = userstate.ReadModifyWriteStateSpec("newest", VarIntCoder())
     REWIND = userstate.ReadModifyWriteStateSpec("rewind", VarIntCoder())
@@ -125,6 +126,7 @@ class _LearnFn(beam.DoFn):
         floor=beam.DoFn.StateParam(FLOOR),
         rewind=beam.DoFn.StateParam(REWIND),
     ):
+        buffer = pickled.bag(buffer)
         name, item = keyed
         passed = ordering.hold(item, buffer, released, pending, release, self._lateness)
         if passed is None:
@@ -157,6 +159,10 @@ class _LearnFn(beam.DoFn):
         newest=beam.DoFn.StateParam(NEWEST),
         rewind=beam.DoFn.StateParam(REWIND),
     ):
+        buffer = pickled.bag(buffer)
+        model = pickled.cell(model)
+        log = pickled.bag(log)
+        checkpoints = pickled.bag(checkpoints)
         if pending.read() is None:
             return
         before = released.read()

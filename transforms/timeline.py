@@ -63,7 +63,7 @@ from __future__ import annotations
 import dataclasses
 
 import apache_beam as beam
-from apache_beam.coders import PickleCoder, VarIntCoder
+from apache_beam.coders import VarIntCoder
 from apache_beam.transforms import userstate
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.window import GlobalWindows
@@ -72,7 +72,7 @@ from models import consent as cons
 from models import dead_letters, timeline
 from models.patterns import PatternSpec, compile_pattern
 from models.segments import SegmentSpec, compile_segments
-from transforms import ordering, progress
+from transforms import ordering, pickled, progress
 from transforms.metrics import Counters
 
 NAMESPACE = "microtarget"
@@ -85,8 +85,9 @@ STAGE = "UserTimeline"
 
 
 class _TimelineFn(beam.DoFn):
-    BUFFER = userstate.BagStateSpec("buffer", PickleCoder())
-    USER = userstate.ReadModifyWriteStateSpec("user", PickleCoder())
+    # Pickled bytes, read and written as objects (transforms.pickled says why).
+    BUFFER = userstate.BagStateSpec("buffer", pickled.CODER)
+    USER = userstate.ReadModifyWriteStateSpec("user", pickled.CODER)
     RELEASED = userstate.ReadModifyWriteStateSpec("released", VarIntCoder())
     PENDING = userstate.ReadModifyWriteStateSpec("pending", VarIntCoder())
     RELEASE = userstate.TimerSpec("release", TimeDomain.WATERMARK)
@@ -127,6 +128,8 @@ class _TimelineFn(beam.DoFn):
         release=beam.DoFn.TimerParam(RELEASE),
         cleanup=beam.DoFn.TimerParam(CLEANUP),
     ):
+        buffer = pickled.bag(buffer)
+        user = pickled.cell(user)
         key, item = keyed
         too_late = ordering.hold(item, buffer, released, pending, release, self._lateness)
         if too_late is None:
@@ -163,6 +166,8 @@ class _TimelineFn(beam.DoFn):
         deadline=beam.DoFn.TimerParam(DEADLINE),
         cleanup=beam.DoFn.TimerParam(CLEANUP),
     ):
+        buffer = pickled.bag(buffer)
+        user = pickled.cell(user)
         if pending.read() is None:
             return  # a firing of a timer moved or spent since: nothing is held
         ready = ordering.release(fired, buffer, released, pending, release, self._lateness)
@@ -181,7 +186,9 @@ class _TimelineFn(beam.DoFn):
         deadline=beam.DoFn.TimerParam(DEADLINE),
         cleanup=beam.DoFn.TimerParam(CLEANUP),
     ):
-        if user.read() is None:
+        buffer = pickled.bag(buffer)
+        user = pickled.cell(user)
+        if not user.holds():
             return  # the user's state was dropped since the deadline was set
         # Everything up to the deadline is released first: a late B still cancels.
         ready = ordering.release(fired, buffer, released, pending, release, self._lateness)
@@ -227,6 +234,8 @@ class _TimelineFn(beam.DoFn):
         deadline=beam.DoFn.TimerParam(DEADLINE),
         cleanup=beam.DoFn.TimerParam(CLEANUP),
     ):
+        buffer = pickled.bag(buffer)
+        user = pickled.cell(user)
         state = user.read()
         if state is None or fired.micros // 1000 < timeline.expires_at(
             self._params, timeline.upgrade(state)

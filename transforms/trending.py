@@ -25,13 +25,13 @@ by ``UserTimeline``.
 from __future__ import annotations
 
 import apache_beam as beam
-from apache_beam.coders import PickleCoder, VarIntCoder
+from apache_beam.coders import VarIntCoder
 from apache_beam.transforms import userstate
 from apache_beam.transforms.timeutil import TimeDomain
 
 from models import events as ev
 from models import rolling
-from transforms import ordering
+from transforms import ordering, pickled
 
 NAMESPACE = "microtarget"
 
@@ -45,8 +45,9 @@ def _view_by_category(keyed):
 
 
 class _TrendingFn(beam.DoFn):
-    BUFFER = userstate.BagStateSpec("buffer", PickleCoder())
-    BUCKETS = userstate.ReadModifyWriteStateSpec("buckets", PickleCoder())
+    # Pickled bytes, read and written as objects (transforms.pickled says why).
+    BUFFER = userstate.BagStateSpec("buffer", pickled.CODER)
+    BUCKETS = userstate.ReadModifyWriteStateSpec("buckets", pickled.CODER)
     RELEASED = userstate.ReadModifyWriteStateSpec("released", VarIntCoder())
     PENDING = userstate.ReadModifyWriteStateSpec("pending", VarIntCoder())
     RELEASE = userstate.TimerSpec("release", TimeDomain.WATERMARK)
@@ -67,6 +68,7 @@ class _TrendingFn(beam.DoFn):
         pending=beam.DoFn.StateParam(PENDING),
         release=beam.DoFn.TimerParam(RELEASE),
     ):
+        buffer = pickled.bag(buffer)
         if ordering.hold(keyed[1], buffer, released, pending, release, self._lateness) is not None:
             self._late.inc()
 
@@ -82,6 +84,8 @@ class _TrendingFn(beam.DoFn):
         release=beam.DoFn.TimerParam(RELEASE),
         cleanup=beam.DoFn.TimerParam(CLEANUP),
     ):
+        buffer = pickled.bag(buffer)
+        buckets_state = pickled.cell(buckets_state)
         ready = ordering.release(fired, buffer, released, pending, release, self._lateness)
         if not ready:
             return
@@ -115,6 +119,7 @@ class _TrendingFn(beam.DoFn):
         buckets_state=beam.DoFn.StateParam(BUCKETS),
         pending=beam.DoFn.StateParam(PENDING),
     ):
+        buckets_state = pickled.cell(buckets_state)
         # The newest bucket has left every window: only the released marker stays (to spot
         # late views). A runner may still deliver a firing of a timer that was moved since.
         buckets = buckets_state.read()
