@@ -15,6 +15,8 @@ side in one round, with their spread (lowest, highest):
   real Redis started here), with no patterns;
 * ``patterns``: the same with the default pattern pack
   (``examples/patterns.yaml``): detection, governance, trigger publishing;
+* ``full``: the full example config (``examples/config.yaml``: patterns,
+  rule segments and the online models);
 * ``protect``: not a pipeline: ``models.privacy.protect`` alone over every
   event of the file, in one loop, to see what pseudonymization costs.
 
@@ -29,12 +31,23 @@ differ in a stream: README, Runners).
 (``none``, or the names of the Beam patches to keep, ``runners.beam_patches``):
 what the patches buy is the ratio with ``all`` against the ratio with ``none``.
 
+``--sweep N`` adds ``users_sweep``: files of N generated events (``microtarget
+generate``) from N/1, N/5, N/25 and N/100 users, each replayed with the full
+config against the baseline side by side (events per user -> median ratio,
+spread); the cost of a user shows as a falling ratio towards 1 event per user.
+Every run also reports ``state_bytes_per_idle_user``: the pickled size of the
+state the timeline keeps for a user between events (median, p90, mean over
+the file's users, with the full config), measured with ``models.timeline``
+on the file's events.
+
 Prints and writes ``pipeline_events_per_s``, ``baseline_events_per_s``,
 ``ratio`` (pipeline rate / baseline rate) and ``ratio_spread``,
 ``peak_rss_mb`` (of the pipeline's process), ``patterns_events_per_s``,
 ``patterns_ratio`` (with patterns / baseline, and ``patterns_ratio_spread``)
 and ``patterns_share`` (the share of the pipeline's time with patterns that
-the patterns cost: 1 - pipeline time / patterns time), plus the details of
+the patterns cost: 1 - pipeline time / patterns time), ``full_events_per_s``,
+``full_ratio`` (and ``full_ratio_spread``), ``full_peak_rss_mb`` and
+``full_memory_ratio`` (its peak RSS / the baseline's), plus the details of
 every run.
 """
 
@@ -82,18 +95,22 @@ def _baseline(path: str, runner: str = "fnapi") -> dict:
 
 
 def _pipeline(
-    path: str, patterns: bool = False, runner: str = "fnapi", streaming: bool = False
+    path: str,
+    patterns: bool = False,
+    runner: str = "fnapi",
+    streaming: bool = False,
+    full: bool = False,
 ) -> dict:
     from pipelines.config import load_config
     from pipelines.keys import KeySource
     from runners.local.redis_server import RedisServer
     from runners.replay import ReplayRequest, run
 
-    # Segments and models are measured by bench/learners.py; here: with and without patterns.
     config = load_config(ROOT / "examples" / "config.yaml")
-    models = config.models.model_copy(update={"enabled": []})
-    config = config.model_copy(update={"segments": {}, "models": models})
-    if not patterns:
+    if not full:
+        models = config.models.model_copy(update={"enabled": []})
+        config = config.model_copy(update={"segments": {}, "models": models})
+    if not (patterns or full):
         config = config.model_copy(update={"patterns": {}})
     with tempfile.TemporaryDirectory() as tmp, RedisServer(data_dir=Path(tmp) / "redis") as server:
         request = ReplayRequest(
@@ -125,11 +142,76 @@ def _protect(path: str) -> dict:
     return {"wall_seconds": time.perf_counter() - started}
 
 
+def state_bytes_per_idle_user(path: str) -> dict:
+    """Pickled size of the timeline's per-user state after each user's events (full config)."""
+    import dataclasses
+    import pickle
+    from collections import defaultdict
+
+    from models import timeline
+    from models.events import user_key
+    from models.patterns import compile_pattern
+    from models.segments import compile_segments
+    from pipelines.config import load_config
+    from schemas.codecs import read_container
+
+    config = load_config(ROOT / "examples" / "config.yaml")
+    params = dataclasses.replace(
+        config.timeline_params(),
+        patterns=tuple(compile_pattern(n, spec) for n, spec in config.patterns.items()),
+        segments=compile_segments(config.segments),
+    )
+    by_user = defaultdict(list)
+    for event in read_container(path):
+        by_user[user_key(event)].append(timeline.event_item(event))
+    sizes = []
+    for user, items in by_user.items():
+        state = timeline.new_user_state(user)
+        timeline.advance(params, state, items, max(item[0] for item in items))
+        sizes.append(len(pickle.dumps(state, pickle.HIGHEST_PROTOCOL)))
+    sizes.sort()
+    return {
+        "users": len(sizes),
+        "median": sizes[len(sizes) // 2],
+        "p90": sizes[int(len(sizes) * 0.9)],
+        "mean": round(statistics.fmean(sizes)),
+    }
+
+
+SWEEP = (1, 5, 25, 100)
+
+
+def _sweep(events: int, repeat: int, patches: str, workdir: Path) -> dict:
+    """Events per user -> the full config's ratio against the baseline, same events each."""
+    from runners import cli
+
+    out = {}
+    for per_user in SWEEP:
+        path = workdir / f"sweep-{per_user}.avro"
+        users = max(events // per_user, 1)
+        argv = ["generate", "--events", str(events), "--users", str(users), "--seed", "1"]
+        if cli.main([*argv, "--out", str(path)]) != 0:
+            raise SystemExit(f"could not generate {path}")
+        ratios = []
+        for _ in range(repeat):
+            base = _run_child("baseline", str(path), patches)
+            full = _run_child("full", str(path), patches)
+            ratios.append(base["wall_seconds"] / full["wall_seconds"])
+            print(f"sweep {per_user}/user: {ratios[-1]:.3f}", file=sys.stderr)
+        out[str(per_user)] = {
+            "users": users,
+            "ratio": round(statistics.median(ratios), 3),
+            "spread": [round(min(ratios), 3), round(max(ratios), 3)],
+        }
+    return out
+
+
 def _child(variant: str, path: str) -> None:
     variants = {
         "baseline": _baseline,
         "pipeline": _pipeline,
         "patterns": lambda p: _pipeline(p, patterns=True),
+        "full": lambda p: _pipeline(p, full=True),
         "protect": _protect,
         "prism:baseline": lambda p: _baseline(p, "prism"),
         "prism:pipeline": lambda p: _pipeline(p, runner="prism"),
@@ -192,6 +274,13 @@ def main(argv: list[str] | None = None) -> int:
         help="MICROTARGET_BEAM_PATCHES for every run: all, none, or names to keep",
     )
     parser.add_argument(
+        "--sweep",
+        type=int,
+        default=0,
+        metavar="EVENTS",
+        help="also sweep 1, 5, 25 and 100 events per user at EVENTS events each",
+    )
+    parser.add_argument(
         "--only",
         default=None,
         help="run only these variants (comma-separated, e.g. baseline,pipeline or "
@@ -211,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
             "baseline": [],
             "pipeline": [],
             "patterns": [],
+            "full": [],
             "protect": [],
         }
         if "prism" in runners:
@@ -227,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
             for variant in runs:
                 runs[variant].append(_run_child(variant, path, args.patches))
                 print(f"{variant}: {runs[variant][-1]['wall_seconds']:.2f} s", file=sys.stderr)
+        state_bytes = state_bytes_per_idle_user(path)
+        sweep = _sweep(args.sweep, args.repeat, args.patches, Path(tmp)) if args.sweep else None
     median = {v: statistics.median(r["wall_seconds"] for r in rs) for v, rs in runs.items()}
 
     def side_by_side(variant: str, baseline: str = "baseline") -> tuple[float, list[float]]:
@@ -240,12 +332,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:
         result = {"file": args.file, "events": events, "repeat": args.repeat}
         result["patches"] = args.patches
+        result["state_bytes_per_idle_user"] = state_bytes
+        if sweep is not None:
+            result["users_sweep"] = sweep
         for variant in runs:
             result[f"{variant}_events_per_s"] = round(events / median[variant], 1)
             result[f"{variant}_peak_rss_mb"] = round(
                 max(r["peak_rss_mb"] for r in runs[variant]), 1
             )
-        for variant, baseline in (("pipeline", "baseline"), ("prism:pipeline", "prism:baseline")):
+        pairs = (
+            ("pipeline", "baseline"),
+            ("full", "baseline"),
+            ("prism:pipeline", "prism:baseline"),
+        )
+        for variant, baseline in pairs:
             if variant in runs and baseline in runs:
                 result[f"{variant}_ratio"], result[f"{variant}_ratio_spread"] = side_by_side(
                     variant, baseline
@@ -257,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     ratio, ratio_spread = side_by_side("pipeline")
     patterns_ratio, patterns_spread = side_by_side("patterns")
+    full_ratio, full_spread = side_by_side("full")
     result = {
         "file": args.file,
         "events": events,
@@ -272,6 +373,16 @@ def main(argv: list[str] | None = None) -> int:
         "patterns_ratio_spread": patterns_spread,
         "patterns_share": round(1 - median["pipeline"] / median["patterns"], 3),
         "patterns_peak_rss_mb": round(max(r["peak_rss_mb"] for r in runs["patterns"]), 1),
+        "full_events_per_s": round(events / median["full"], 1),
+        "full_ratio": full_ratio,
+        "full_ratio_spread": full_spread,
+        "full_peak_rss_mb": round(max(r["peak_rss_mb"] for r in runs["full"]), 1),
+        "full_memory_ratio": round(
+            max(r["peak_rss_mb"] for r in runs["full"])
+            / max(r["peak_rss_mb"] for r in runs["baseline"]),
+            2,
+        ),
+        "state_bytes_per_idle_user": state_bytes,
         "protect_us_per_event": round(median["protect"] / events * 1e6, 2),
         "protect_share": round(median["protect"] / median["pipeline"], 4),
         "triggers": runs["patterns"][-1]["summary"]["triggers_by_pattern"],
@@ -300,6 +411,8 @@ def main(argv: list[str] | None = None) -> int:
             "ratio": stream_ratio,
             "ratio_spread": stream_spread,
         }
+    if sweep is not None:
+        result["users_sweep"] = sweep
     result["runs"] = runs
     print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2))
     if args.json:
