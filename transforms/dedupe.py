@@ -8,11 +8,10 @@ need them); the ``unique`` counter moves for each, so
 Which events repeat one seen before is ``models.dedupe``: the same id from
 the same user with an event time within ``horizon`` of the copy counted
 last. The first copy to arrive wins: duplicates are expected to be retries
-of the same bytes. State per user is the ids it sent within about two
-horizons (one cell, rewritten once per bundle that touches the user: a
-user sending an event a second holds some 4,500 ids at the default 1 h),
-the pruning timer's due time, and the timer; it goes when the user goes
-quiet.
+of the same bytes. State per user is one cell, rewritten once per bundle
+that touches the user: the ids it sent within about two horizons (a user
+sending an event a second holds some 4,500 ids at the default 1 h) and the
+pruning timer's due time; and the timer. It goes when the user goes quiet.
 
 Written by hand rather than with Beam's ``DeduplicatePerKey`` (which this
 step used before): that transform keys its state by the id itself, so every
@@ -29,7 +28,7 @@ unique per event, so that is not a retry).
 from __future__ import annotations
 
 import apache_beam as beam
-from apache_beam.coders import PickleCoder, VarIntCoder
+from apache_beam.coders import PickleCoder
 from apache_beam.transforms import userstate
 from apache_beam.transforms.timeutil import TimeDomain
 
@@ -45,8 +44,8 @@ def _by_user(event: dict):
 
 
 class _DeduplicateFn(beam.DoFn):
+    # One cell: (the ids seen with their times, the due time of the pruning timer).
     MEMORY = userstate.ReadModifyWriteStateSpec("memory", PickleCoder())
-    PENDING = userstate.ReadModifyWriteStateSpec("pending", VarIntCoder())
     SWEEP = userstate.TimerSpec("sweep", TimeDomain.WATERMARK)
 
     def __init__(self, params: dedupe.DedupeParams):
@@ -58,9 +57,9 @@ class _DeduplicateFn(beam.DoFn):
         keyed,
         ts=beam.DoFn.TimestampParam,
         memory=beam.DoFn.StateParam(MEMORY),
-        pending=beam.DoFn.StateParam(PENDING),
         sweep=beam.DoFn.TimerParam(SWEEP),
     ):
+        memory, pending = ordering.Fields(memory, 2).fields()
         event = keyed[1]
         time_ms = ts.micros // 1000
         seen = memory.read() or {}
@@ -77,9 +76,9 @@ class _DeduplicateFn(beam.DoFn):
         self,
         fired=beam.DoFn.TimestampParam,
         memory=beam.DoFn.StateParam(MEMORY),
-        pending=beam.DoFn.StateParam(PENDING),
         sweep=beam.DoFn.TimerParam(SWEEP),
     ):
+        memory, pending = ordering.Fields(memory, 2).fields()
         seen = memory.read() or {}
         dedupe.prune(self._params, seen, fired.micros // 1000)
         due = dedupe.next_sweep(self._params, seen)

@@ -88,8 +88,7 @@ class _LearnFn(beam.DoFn):
     # Pickled bytes, read and written as objects (transforms.pickled says why).
     BUFFER = userstate.BagStateSpec("buffer", pickled.CODER)
     MODEL = userstate.ReadModifyWriteStateSpec("model", pickled.CODER)
-    RELEASED = userstate.ReadModifyWriteStateSpec("released", VarIntCoder())
-    PENDING = userstate.ReadModifyWriteStateSpec("pending", VarIntCoder())
+    CLOCK = userstate.ReadModifyWriteStateSpec("clock", ordering.CLOCK_CODER)
     RELEASE = userstate.TimerSpec("release", TimeDomain.WATERMARK)
     # Corrections: the items fed since the oldest checkpoint, the checkpoints
     # ((cutoff, pickled model) pairs), the oldest and newest cutoffs, and the
@@ -120,12 +119,12 @@ class _LearnFn(beam.DoFn):
         self,
         keyed,
         buffer=beam.DoFn.StateParam(BUFFER),
-        released=beam.DoFn.StateParam(RELEASED),
-        pending=beam.DoFn.StateParam(PENDING),
+        clock=beam.DoFn.StateParam(CLOCK),
         release=beam.DoFn.TimerParam(RELEASE),
         floor=beam.DoFn.StateParam(FLOOR),
         rewind=beam.DoFn.StateParam(REWIND),
     ):
+        released, pending = ordering.clock(clock)
         buffer = pickled.bag(buffer)
         name, item = keyed
         passed = ordering.hold(item, buffer, released, pending, release, self._lateness)
@@ -150,8 +149,7 @@ class _LearnFn(beam.DoFn):
         fired=beam.DoFn.TimestampParam,
         buffer=beam.DoFn.StateParam(BUFFER),
         model=beam.DoFn.StateParam(MODEL),
-        released=beam.DoFn.StateParam(RELEASED),
-        pending=beam.DoFn.StateParam(PENDING),
+        clock=beam.DoFn.StateParam(CLOCK),
         release=beam.DoFn.TimerParam(RELEASE),
         log=beam.DoFn.StateParam(LOG),
         checkpoints=beam.DoFn.StateParam(CHECKPOINTS),
@@ -159,6 +157,7 @@ class _LearnFn(beam.DoFn):
         newest=beam.DoFn.StateParam(NEWEST),
         rewind=beam.DoFn.StateParam(REWIND),
     ):
+        released, pending = ordering.clock(clock)
         buffer = pickled.bag(buffer)
         model = pickled.cell(model)
         log = pickled.bag(log)

@@ -28,7 +28,7 @@ def dumps(value) -> bytes:
     return pickle.dumps(value, PROTOCOL)
 
 
-class cell:  # noqa: N801 (used like a function: cell(state).read())
+class PickledCell:
     """A ReadModifyWrite state of pickled bytes, as objects."""
 
     __slots__ = ("_state",)
@@ -51,7 +51,7 @@ class cell:  # noqa: N801 (used like a function: cell(state).read())
         self._state.clear()
 
 
-class bag:  # noqa: N801
+class PickledBag:
     """A Bag state of pickled bytes, as objects."""
 
     __slots__ = ("_state",)
@@ -67,3 +67,11 @@ class bag:  # noqa: N801
 
     def clear(self) -> None:
         self._state.clear()
+
+
+def cell(state) -> PickledCell:
+    return PickledCell(state)
+
+
+def bag(state) -> PickledBag:
+    return PickledBag(state)

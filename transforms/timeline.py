@@ -20,8 +20,10 @@ order. The DoFn runs in the global window, keyed by user:
 
 State per user: the buffer (cleared as it is released), one cell with the
 profile, the pattern automaton, the trigger governance and the matches still
-open for conversion counting (``models.timeline.new_user_state``), the
-released-up-to time and the pending timer. A cleanup timer at
+open for conversion counting (``models.timeline.new_user_state``), and one
+cell with the released-up-to time and the release timer's due time
+(``transforms.ordering.clock``); the buffer and the user cell hold pickled
+bytes (``transforms.pickled``). A cleanup timer at
 ``last item + retention`` drops all of it for a user who went quiet (after
 firing any absence deadline still open).
 
@@ -63,7 +65,6 @@ from __future__ import annotations
 import dataclasses
 
 import apache_beam as beam
-from apache_beam.coders import VarIntCoder
 from apache_beam.transforms import userstate
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.window import GlobalWindows
@@ -88,8 +89,7 @@ class _TimelineFn(beam.DoFn):
     # Pickled bytes, read and written as objects (transforms.pickled says why).
     BUFFER = userstate.BagStateSpec("buffer", pickled.CODER)
     USER = userstate.ReadModifyWriteStateSpec("user", pickled.CODER)
-    RELEASED = userstate.ReadModifyWriteStateSpec("released", VarIntCoder())
-    PENDING = userstate.ReadModifyWriteStateSpec("pending", VarIntCoder())
+    CLOCK = userstate.ReadModifyWriteStateSpec("clock", ordering.CLOCK_CODER)
     RELEASE = userstate.TimerSpec("release", TimeDomain.WATERMARK)
     DEADLINE = userstate.TimerSpec("deadline", TimeDomain.WATERMARK)
     CLEANUP = userstate.TimerSpec("cleanup", TimeDomain.WATERMARK)
@@ -123,11 +123,11 @@ class _TimelineFn(beam.DoFn):
         keyed,
         buffer=beam.DoFn.StateParam(BUFFER),
         user=beam.DoFn.StateParam(USER),
-        released=beam.DoFn.StateParam(RELEASED),
-        pending=beam.DoFn.StateParam(PENDING),
+        clock=beam.DoFn.StateParam(CLOCK),
         release=beam.DoFn.TimerParam(RELEASE),
         cleanup=beam.DoFn.TimerParam(CLEANUP),
     ):
+        released, pending = ordering.clock(clock)
         buffer = pickled.bag(buffer)
         user = pickled.cell(user)
         key, item = keyed
@@ -160,12 +160,12 @@ class _TimelineFn(beam.DoFn):
         fired=beam.DoFn.TimestampParam,
         buffer=beam.DoFn.StateParam(BUFFER),
         user=beam.DoFn.StateParam(USER),
-        released=beam.DoFn.StateParam(RELEASED),
-        pending=beam.DoFn.StateParam(PENDING),
+        clock=beam.DoFn.StateParam(CLOCK),
         release=beam.DoFn.TimerParam(RELEASE),
         deadline=beam.DoFn.TimerParam(DEADLINE),
         cleanup=beam.DoFn.TimerParam(CLEANUP),
     ):
+        released, pending = ordering.clock(clock)
         buffer = pickled.bag(buffer)
         user = pickled.cell(user)
         if pending.read() is None:
@@ -180,12 +180,12 @@ class _TimelineFn(beam.DoFn):
         fired=beam.DoFn.TimestampParam,
         buffer=beam.DoFn.StateParam(BUFFER),
         user=beam.DoFn.StateParam(USER),
-        released=beam.DoFn.StateParam(RELEASED),
-        pending=beam.DoFn.StateParam(PENDING),
+        clock=beam.DoFn.StateParam(CLOCK),
         release=beam.DoFn.TimerParam(RELEASE),
         deadline=beam.DoFn.TimerParam(DEADLINE),
         cleanup=beam.DoFn.TimerParam(CLEANUP),
     ):
+        released, pending = ordering.clock(clock)
         buffer = pickled.bag(buffer)
         user = pickled.cell(user)
         if not user.holds():
@@ -229,11 +229,11 @@ class _TimelineFn(beam.DoFn):
         fired=beam.DoFn.TimestampParam,
         buffer=beam.DoFn.StateParam(BUFFER),
         user=beam.DoFn.StateParam(USER),
-        released=beam.DoFn.StateParam(RELEASED),
-        pending=beam.DoFn.StateParam(PENDING),
+        clock=beam.DoFn.StateParam(CLOCK),
         deadline=beam.DoFn.TimerParam(DEADLINE),
         cleanup=beam.DoFn.TimerParam(CLEANUP),
     ):
+        released, pending = ordering.clock(clock)
         buffer = pickled.bag(buffer)
         user = pickled.cell(user)
         state = user.read()

@@ -25,7 +25,6 @@ by ``UserTimeline``.
 from __future__ import annotations
 
 import apache_beam as beam
-from apache_beam.coders import VarIntCoder
 from apache_beam.transforms import userstate
 from apache_beam.transforms.timeutil import TimeDomain
 
@@ -48,8 +47,7 @@ class _TrendingFn(beam.DoFn):
     # Pickled bytes, read and written as objects (transforms.pickled says why).
     BUFFER = userstate.BagStateSpec("buffer", pickled.CODER)
     BUCKETS = userstate.ReadModifyWriteStateSpec("buckets", pickled.CODER)
-    RELEASED = userstate.ReadModifyWriteStateSpec("released", VarIntCoder())
-    PENDING = userstate.ReadModifyWriteStateSpec("pending", VarIntCoder())
+    CLOCK = userstate.ReadModifyWriteStateSpec("clock", ordering.CLOCK_CODER)
     RELEASE = userstate.TimerSpec("release", TimeDomain.WATERMARK)
     CLEANUP = userstate.TimerSpec("cleanup", TimeDomain.WATERMARK)
 
@@ -64,10 +62,10 @@ class _TrendingFn(beam.DoFn):
         self,
         keyed,
         buffer=beam.DoFn.StateParam(BUFFER),
-        released=beam.DoFn.StateParam(RELEASED),
-        pending=beam.DoFn.StateParam(PENDING),
+        clock=beam.DoFn.StateParam(CLOCK),
         release=beam.DoFn.TimerParam(RELEASE),
     ):
+        released, pending = ordering.clock(clock)
         buffer = pickled.bag(buffer)
         if ordering.hold(keyed[1], buffer, released, pending, release, self._lateness) is not None:
             self._late.inc()
@@ -79,11 +77,11 @@ class _TrendingFn(beam.DoFn):
         fired=beam.DoFn.TimestampParam,
         buffer=beam.DoFn.StateParam(BUFFER),
         buckets_state=beam.DoFn.StateParam(BUCKETS),
-        released=beam.DoFn.StateParam(RELEASED),
-        pending=beam.DoFn.StateParam(PENDING),
+        clock=beam.DoFn.StateParam(CLOCK),
         release=beam.DoFn.TimerParam(RELEASE),
         cleanup=beam.DoFn.TimerParam(CLEANUP),
     ):
+        released, pending = ordering.clock(clock)
         buffer = pickled.bag(buffer)
         buckets_state = pickled.cell(buckets_state)
         ready = ordering.release(fired, buffer, released, pending, release, self._lateness)
@@ -117,8 +115,9 @@ class _TrendingFn(beam.DoFn):
         self,
         fired=beam.DoFn.TimestampParam,
         buckets_state=beam.DoFn.StateParam(BUCKETS),
-        pending=beam.DoFn.StateParam(PENDING),
+        clock=beam.DoFn.StateParam(CLOCK),
     ):
+        released, pending = ordering.clock(clock)
         buckets_state = pickled.cell(buckets_state)
         # The newest bucket has left every window: only the released marker stays (to spot
         # late views). A runner may still deliver a firing of a timer that was moved since.
