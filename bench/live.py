@@ -1,6 +1,7 @@
 """Live on Flink: end-to-end latency and throughput, against a bare-Beam baseline on the same Flink.
 
-    python bench/live.py [--rate 1000] [--seconds 60] [--settle 20] [--events 30000] [--json OUT]
+    python bench/live.py [--rate 100,1000] [--seconds 60] [--settle 20] [--events 30000]
+                         [--json OUT] [--config examples/config.yaml]
                          [--only latency|throughput] [--kinds baseline,pipeline]
                          [--checkpoint-ms 10000] [--max-bundle-ms N]
                          [--max-bundle-size N]
@@ -11,14 +12,20 @@ Beam's Flink job server with ``[local]`` (an embedded mini-cluster), all on
 are sent (event time = now), so the watermark follows the wall clock.
 
 * **latency**: once the job is running and warm, events are published at
-  ``--rate`` per second for ``--settle`` seconds (20) and then for
-  ``--seconds`` more; every 10th event of those is a probe whose
+  each ``--rate`` per second (100 and 1,000) for ``--settle`` seconds (20)
+  and then for ``--seconds`` more; every 10th event of those is a probe whose
   latency is the time from handing it to the producer until Redis shows it
-  (the user's profile counts that many events). Prints p50, p90, p99 and max.
+  (the user's profile counts that many events). Prints p50, p90, p99 and max,
+  and ``latency_p99_ms_at_RATE`` (the pipeline's) and
+  ``latency_p99_ratio_at_RATE`` (pipeline / baseline) per rate.
 * **throughput**: ``--events`` events are published first, then the job
   starts; the rate is events over the time from the first profile write to the
   last event counted in Redis. At parallelism 1 (workers in this process) and
-  2 (a worker pool, a Python process per slot).
+  2 (a worker pool, a Python process per slot): ``throughput_ratio_pN``.
+
+The pipeline runs ``--config`` (the full example config by default: patterns,
+rule segments and the online models; every user consents, as the events say
+nothing of consent).
 
 The **baseline** is the least a Beam job on the same runner does with the same
 input: the same Kafka read (``transforms.kafka.ReadFromKafkaTopic``), JSON
@@ -125,13 +132,23 @@ def _baseline_job(pipeline, bootstrap, topic, expansion, redis_url, namespace):
     )
 
 
+def bench_config(path: str):
+    """The pipeline's config: ``path``, every user consenting unless it says otherwise."""
+    from pipelines.config import load_config
+
+    config = load_config(path)
+    if "default" not in config.consent.model_fields_set:
+        consent = config.consent.model_copy(update={"default": "granted"})
+        config = config.model_copy(update={"consent": consent})
+    return config
+
+
 def _start_job(kind, env, topic, namespace, parallelism, work, tuning):
     """Submit the pipeline (or the baseline) on Flink [local]; returns (result, stop)."""
     import contextlib
 
     import apache_beam as beam
 
-    from pipelines.config import parse_config
     from pipelines.keys import KeySource
     from runners import live
     from runners.local.flink import ExpansionService, FlinkJobServer, WorkerPool
@@ -150,7 +167,7 @@ def _start_job(kind, env, topic, namespace, parallelism, work, tuning):
         redis_url=env["redis"],
         namespace=namespace,
         parallelism=parallelism,
-        config=parse_config({"consent": {"default": "granted"}}),
+        config=bench_config(tuning["config"]),
         key_source=KeySource("dev"),
         dead_letters_dir=str(work / "dead"),
         beam_args=args,
@@ -357,7 +374,14 @@ def throughput(
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rate", type=float, default=1000.0)
+    parser.add_argument(
+        "--rate", default="100,1000", help="latency runs: events per second, e.g. 100,1000"
+    )
+    parser.add_argument(
+        "--config",
+        default=str(ROOT / "examples" / "config.yaml"),
+        help="the pipeline's config (default: the full example config)",
+    )
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument(
         "--settle",
@@ -391,7 +415,9 @@ def main(argv=None) -> int:
         "checkpoint_ms": args.checkpoint_ms,
         "bundle_ms": args.max_bundle_ms,
         "bundle_size": args.max_bundle_size,
+        "config": args.config,
     }
+    bench_config(args.config)  # a bad config fails now, not after the servers start
 
     from runners.local.kafka_broker import KafkaServer
     from runners.local.redis_server import RedisServer
@@ -402,18 +428,20 @@ def main(argv=None) -> int:
         with RedisServer(work / "redis") as redis_server, KafkaServer(work / "kafka") as kafka:
             env = {"redis": redis_server.url, "bootstrap": kafka.bootstrap}
             if args.only in (None, "latency"):
-                for kind in kinds:
-                    row = latency(
-                        kind,
-                        env,
-                        args.rate,
-                        args.seconds,
-                        work / f"lat-{kind}",
-                        tuning,
-                        args.settle,
-                    )
-                    print(json.dumps(row), flush=True)
-                    report["latency"].append(row)
+                for rate in [float(r) for r in args.rate.split(",")]:
+                    for kind in kinds:
+                        row = latency(
+                            kind,
+                            env,
+                            rate,
+                            args.seconds,
+                            work / f"lat-{kind}-{rate:g}",
+                            tuning,
+                            args.settle,
+                        )
+                        row["rate"] = rate
+                        print(json.dumps(row), flush=True)
+                        report["latency"].append(row)
             if args.only in (None, "throughput"):
                 for parallelism in [int(p) for p in args.parallelism.split(",")]:
                     for kind in kinds:
@@ -421,16 +449,21 @@ def main(argv=None) -> int:
                         row = throughput(kind, env, args.events, parallelism, folder, tuning)
                         print(json.dumps(row), flush=True)
                         report["throughput"].append(row)
-    by = {(r["kind"]): r for r in report["latency"]}
-    if len(by) == 2 and by["pipeline"]["p99_ms"] and by["baseline"]["p99_ms"]:
-        report["latency_p99_ratio"] = round(by["pipeline"]["p99_ms"] / by["baseline"]["p99_ms"], 2)
+    for rate in sorted({r["rate"] for r in report["latency"]}):
+        by = {r["kind"]: r for r in report["latency"] if r["rate"] == rate}
+        mine, bare = by.get("pipeline"), by.get("baseline")
+        if mine:
+            report[f"latency_p99_ms_at_{rate:g}"] = mine["p99_ms"]
+        if mine and bare and mine["p99_ms"] and bare["p99_ms"]:
+            report[f"latency_p99_ratio_at_{rate:g}"] = round(mine["p99_ms"] / bare["p99_ms"], 2)
     for parallelism in (1, 2):
         rows = {r["kind"]: r for r in report["throughput"] if r["parallelism"] == parallelism}
         if len(rows) == 2 and rows["baseline"]["events_per_s"]:
             report[f"throughput_ratio_p{parallelism}"] = round(
                 rows["pipeline"]["events_per_s"] / rows["baseline"]["events_per_s"], 3
             )
-    print(json.dumps({k: v for k, v in report.items() if k.endswith(("ratio", "_p1", "_p2"))}))
+    figures = {k: v for k, v in report.items() if k.startswith(("latency_", "throughput_"))}
+    print(json.dumps(figures))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")

@@ -35,10 +35,9 @@ what the patches buy is the ratio with ``all`` against the ratio with ``none``.
 generate``) from N/1, N/5, N/25 and N/100 users, each replayed with the full
 config against the baseline side by side (events per user -> median ratio,
 spread); the cost of a user shows as a falling ratio towards 1 event per user.
-Every run also reports ``state_bytes_per_idle_user``: the pickled size of the
-state the timeline keeps for a user between events (median, p90, mean over
-the file's users, with the full config), measured with ``models.timeline``
-on the file's events.
+Every run also reports ``state_bytes_per_idle_user`` and ``key_spread``
+(``user_facts``: what the timeline keeps per user, and how each keyed step's
+work spreads over keys and over 2 workers), from the file in plain Python.
 
 Prints and writes ``pipeline_events_per_s``, ``baseline_events_per_s``,
 ``ratio`` (pipeline rate / baseline rate) and ``ratio_spread``,
@@ -142,14 +141,26 @@ def _protect(path: str) -> dict:
     return {"wall_seconds": time.perf_counter() - started}
 
 
-def state_bytes_per_idle_user(path: str) -> dict:
-    """Pickled size of the timeline's per-user state after each user's events (full config)."""
+def user_facts(path: str) -> dict:
+    """What the full config keeps and where its work goes, from the file in plain Python.
+
+    Each user's events and sessions (cut as ``Sessions(gap)`` does) go
+    through ``models.timeline`` as the pipeline's timeline step would:
+
+    * ``state_bytes_per_idle_user``: the pickled size of the state the
+      timeline keeps for a user between events (median, p90, mean);
+    * ``key_spread``: per keyed step, its keys, items, the largest key's share
+      of the items, and the busiest worker's share when the keys are hashed
+      onto 2 workers (a stable hash; Flink's own assignment picks other keys
+      but spreads alike). 0.5 is an even spread, 1.0 one worker doing it all.
+    """
     import dataclasses
     import pickle
-    from collections import defaultdict
+    import zlib
+    from collections import Counter, defaultdict
 
-    from models import timeline
-    from models.events import user_key
+    from models import session, timeline
+    from models.events import PRODUCT_VIEW, user_key
     from models.patterns import compile_pattern
     from models.segments import compile_segments
     from pipelines.config import load_config
@@ -161,20 +172,55 @@ def state_bytes_per_idle_user(path: str) -> dict:
         patterns=tuple(compile_pattern(n, spec) for n, spec in config.patterns.items()),
         segments=compile_segments(config.segments),
     )
-    by_user = defaultdict(list)
+    gap = config.sessions.gap
+    by_user, categories = defaultdict(list), Counter()
     for event in read_container(path):
-        by_user[user_key(event)].append(timeline.event_item(event))
-    sizes = []
-    for user, items in by_user.items():
+        by_user[user_key(event)].append(event)
+        if event["event_type"] == PRODUCT_VIEW and event.get("category") is not None:
+            categories[event["category"]] += 1
+    sizes, models = [], Counter()
+    for user, events in by_user.items():
+        events.sort(key=lambda e: e["timestamp"])
+        items = [timeline.event_item(e) for e in events]
+        acc, last = session.empty(), None
+        for event in [*events, None]:
+            if last is not None and (event is None or event["timestamp"] - last >= gap):
+                items.append(timeline.session_item(session.finish(acc, user), last + gap - 1))
+                acc = session.empty()
+            if event is not None:
+                acc, last = session.add(acc, event), event["timestamp"]
         state = timeline.new_user_state(user)
-        timeline.advance(params, state, items, max(item[0] for item in items))
+        step = timeline.advance(params, state, items, max(item[0] for item in items))
+        models.update(model_input["model"] for model_input in step.model_inputs)
         sizes.append(len(pickle.dumps(state, pickle.HIGHEST_PROTOCOL)))
     sizes.sort()
+
+    def spread(counts: Counter) -> dict:
+        total = sum(counts.values())
+        workers = Counter()
+        for key, n in counts.items():
+            workers[zlib.crc32(str(key).encode()) % 2] += n
+        return {
+            "keys": len(counts),
+            "items": total,
+            "largest_key_share": round(max(counts.values()) / total, 4) if total else None,
+            "busiest_of_2_share": round(max(workers.values()) / total, 3) if total else None,
+        }
+
     return {
-        "users": len(sizes),
-        "median": sizes[len(sizes) // 2],
-        "p90": sizes[int(len(sizes) * 0.9)],
-        "mean": round(statistics.fmean(sizes)),
+        "state_bytes_per_idle_user": {
+            "users": len(sizes),
+            "median": sizes[len(sizes) // 2],
+            "p90": sizes[int(len(sizes) * 0.9)],
+            "mean": round(statistics.fmean(sizes)),
+        },
+        "key_spread": {
+            "Deduplicate, UserTimeline (user)": spread(
+                Counter({u: len(e) for u, e in by_user.items()})
+            ),
+            "TrendingItems (category)": spread(categories),
+            "LearnOnline (model)": spread(models),
+        },
     }
 
 
@@ -317,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
             for variant in runs:
                 runs[variant].append(_run_child(variant, path, args.patches))
                 print(f"{variant}: {runs[variant][-1]['wall_seconds']:.2f} s", file=sys.stderr)
-        state_bytes = state_bytes_per_idle_user(path)
+        facts = user_facts(path)
         sweep = _sweep(args.sweep, args.repeat, args.patches, Path(tmp)) if args.sweep else None
     median = {v: statistics.median(r["wall_seconds"] for r in rs) for v, rs in runs.items()}
 
@@ -332,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:
         result = {"file": args.file, "events": events, "repeat": args.repeat}
         result["patches"] = args.patches
-        result["state_bytes_per_idle_user"] = state_bytes
+        result.update(facts)
         if sweep is not None:
             result["users_sweep"] = sweep
         for variant in runs:
@@ -382,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
             / max(r["peak_rss_mb"] for r in runs["baseline"]),
             2,
         ),
-        "state_bytes_per_idle_user": state_bytes,
+        **facts,
         "protect_us_per_event": round(median["protect"] / events * 1e6, 2),
         "protect_share": round(median["protect"] / median["pipeline"], 4),
         "triggers": runs["patterns"][-1]["summary"]["triggers_by_pattern"],
