@@ -88,6 +88,30 @@ def merge(accumulators) -> list:
     return result
 
 
+def cut(events, gap_ms: int) -> list[list]:
+    """The accumulators of the sessions ``events`` (one user's, any order) make.
+
+    Cut as Beam's ``Sessions(gap)`` windows merge: an event opens a new session
+    when it comes ``gap_ms`` or more after the latest event before it (each
+    event's window is ``[t, t + gap)``, and windows that overlap merge). A
+    session closes at ``end + gap - 1`` ms, its window's last instant.
+
+    >>> evs = [{"event_id": i, "event_type": "click", "timestamp": t}
+    ...        for i, t in enumerate([0, 999, 2000, 2998, 3997])]
+    >>> [(acc[0], acc[1]) for acc in cut(evs, gap_ms=1000)]
+    [(0, 999), (2000, 3997)]
+    """
+    sessions: list[list] = []
+    end = None
+    for event in sorted(events, key=lambda e: e["timestamp"]):
+        ts = event["timestamp"]
+        if end is None or ts >= end:
+            sessions.append(empty())
+        add(sessions[-1], event)
+        end = ts + gap_ms
+    return sessions
+
+
 def finish(acc: list, user: str) -> dict:
     """The session summary.
 

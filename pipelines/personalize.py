@@ -33,7 +33,6 @@ from pipelines.summary import counters, format_summary, summarize, verdict
 from transforms.dedupe import DeduplicateEvents
 from transforms.learners import LearnOnline
 from transforms.privacy import Pseudonymize
-from transforms.sessions import SummarizeSessions
 from transforms.sources import DecodeEvents, ReadEvents
 from transforms.timeline import UserTimeline
 from transforms.trending import TrendingItems
@@ -74,7 +73,6 @@ def build(
     )
     # Unique events, keyed by user.
     keyed = protected | "Deduplicate" >> DeduplicateEvents(config.dedupe.horizon, lateness)
-    sessions = keyed | "SummarizeSessions" >> SummarizeSessions(config.sessions.gap, lateness)
     # Trending items are aggregates without users; an event that says no to analytics
     # is not counted even there (inherited consent is known only in the timeline).
     counted = keyed | "AnalyticsConsent" >> beam.Filter(_analytics_allowed).with_output_types(
@@ -83,12 +81,14 @@ def build(
     trending = counted | "TrendingItems" >> TrendingItems(
         config.rolling.size, config.rolling.period, config.rolling.trending_top, lateness
     )
-    # The profile, DetectPatterns and GovernTriggers share the user's event-time order.
-    timeline = (keyed, sessions) | "UserTimeline" >> UserTimeline(
+    # Sessions, the profile, DetectPatterns and GovernTriggers share the user's event-time
+    # order.
+    timeline = keyed | "UserTimeline" >> UserTimeline(
         config.timeline_params(),
         patterns=config.patterns,
         segments=config.segments,
         allowed_lateness_ms=lateness,
+        streaming=streaming,
     )
     specs = config.models.specs()
     behind = max(lateness, config.models.allowed_lateness, learner_lateness_ms)

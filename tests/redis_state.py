@@ -38,3 +38,20 @@ def namespace_state(client, namespace: str, rename_to: str | None = None) -> dic
         kind = client.type(raw_key).decode()
         state[key] = (kind, _content(client, raw_key, kind))
     return dict(sorted(state.items()))
+
+
+def streams_by_user(state: dict) -> dict:
+    """``state`` with each stream's entries grouped by their ``user`` field, in order.
+
+    A topic's entries of one user keep their order on every runner; how the
+    users interleave depends on how a runner bundles and fires them.
+    """
+    out = {}
+    for key, (kind, content) in state.items():
+        if kind == "stream":
+            users: dict = {}
+            for fields in content:
+                users.setdefault(fields.get(b"user"), []).append(sorted(fields.items()))
+            content = dict(sorted(users.items(), key=lambda kv: kv[0] or b""))
+        out[key] = (kind, content)
+    return out

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import apache_beam as beam
 from apache_beam.transforms import trigger, window
+from apache_beam.utils.timestamp import Duration
 
 from models import session, timeline
 
@@ -82,7 +83,7 @@ class SummarizeSessions(beam.PTransform):
             keyed_events
             | "WindowIntoSessions"
             >> beam.WindowInto(
-                window.Sessions(self._gap_ms / 1000),
+                window.Sessions(Duration(micros=self._gap_ms * 1000)),  # exact, no float
                 **late_panes(self._allowed_lateness_ms),
             )
             | "CombineSession" >> beam.CombinePerKey(SessionSummaryFn())

@@ -1,8 +1,9 @@
 """UserTimeline: one user's events, sessions and rolling metrics, in event-time order.
 
-Input: ``(user, event)`` pairs and ``(user, timeline item)`` pairs from
-``SummarizeSessions`` (see ``models.timeline``), bounded or not, in any
-order. The DoFn runs in the global window, keyed by user:
+Input: ``(user, event)`` pairs, bounded or not, in any order. Their
+sessions are cut by ``SummarizeSessions`` into ``(user, timeline item)``
+pairs (see ``models.timeline``), merged with the events, and the DoFn runs
+in the global window, keyed by user:
 
 * every item is buffered in state, and an event-time timer is set at
   ``timestamp + allowed_lateness``;
@@ -17,6 +18,12 @@ order. The DoFn runs in the global window, keyed by user:
   withdrawal or erasure request erases what was written so far, and a late
   ``consent_change``, ``consent_revoked`` or ``erasure_requested`` event is
   not a dead letter.
+
+A bounded input in batch is grouped by user instead, and each user's items
+are released all at once (``_ReleaseAllFn``), with the deadlines and the
+expiry that the timers would fire after them replayed in their order: the
+same answers without a state cell or a timer per user. A streaming run, or
+any unbounded input, takes the stateful way above.
 
 State per user: the buffer (cleared as it is released), one cell with the
 profile, the pattern automaton, the trigger governance and the matches still
@@ -70,11 +77,12 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.window import GlobalWindows
 
 from models import consent as cons
-from models import dead_letters, timeline
+from models import dead_letters, session, timeline
 from models.patterns import PatternSpec, compile_pattern
 from models.segments import SegmentSpec, compile_segments
 from transforms import ordering, pickled, progress
 from transforms.metrics import Counters
+from transforms.sessions import SummarizeSessions
 
 NAMESPACE = "microtarget"
 DEAD_LETTERS = "dead_letters"
@@ -85,14 +93,8 @@ MODEL_INPUTS = "model_inputs"
 STAGE = "UserTimeline"
 
 
-class _TimelineFn(beam.DoFn):
-    # Pickled bytes, read and written as objects (transforms.pickled says why).
-    BUFFER = userstate.BagStateSpec("buffer", pickled.CODER)
-    USER = userstate.ReadModifyWriteStateSpec("user", pickled.CODER)
-    CLOCK = userstate.ReadModifyWriteStateSpec("clock", ordering.CLOCK_CODER)
-    RELEASE = userstate.TimerSpec("release", TimeDomain.WATERMARK)
-    DEADLINE = userstate.TimerSpec("deadline", TimeDomain.WATERMARK)
-    CLEANUP = userstate.TimerSpec("cleanup", TimeDomain.WATERMARK)
+class _Timeline(beam.DoFn):
+    """What both ways of running a timeline share: parameters, counters, outputs."""
 
     def __init__(
         self,
@@ -117,6 +119,30 @@ class _TimelineFn(beam.DoFn):
         compiled = tuple(compile_pattern(name, spec) for name, spec in self._specs.items())
         segments = compile_segments(self._segment_specs)
         self._params = dataclasses.replace(self._params, patterns=compiled, segments=segments)
+
+    def _outputs(self, step: timeline.Step):
+        for name, n in step.counts.items():
+            self._counts.inc(name, n)
+        for erasure in step.erasures:
+            yield beam.pvalue.TaggedOutput(ERASURES, erasure)
+        if step.snapshot is not None:
+            yield step.snapshot
+        for change in step.segment_changes:
+            yield beam.pvalue.TaggedOutput(SEGMENT_CHANGES, change)
+        for model_input in step.model_inputs:
+            yield beam.pvalue.TaggedOutput(MODEL_INPUTS, model_input)
+        for trigger in step.triggers:
+            yield beam.pvalue.TaggedOutput(TRIGGERS, trigger)
+
+
+class _TimelineFn(_Timeline):
+    # Pickled bytes, read and written as objects (transforms.pickled says why).
+    BUFFER = userstate.BagStateSpec("buffer", pickled.CODER)
+    USER = userstate.ReadModifyWriteStateSpec("user", pickled.CODER)
+    CLOCK = userstate.ReadModifyWriteStateSpec("clock", ordering.CLOCK_CODER)
+    RELEASE = userstate.TimerSpec("release", TimeDomain.WATERMARK)
+    DEADLINE = userstate.TimerSpec("deadline", TimeDomain.WATERMARK)
+    CLEANUP = userstate.TimerSpec("cleanup", TimeDomain.WATERMARK)
 
     def process(
         self,
@@ -209,18 +235,7 @@ class _TimelineFn(beam.DoFn):
         if step.deadline is not None:
             deadline.set(ordering.at(step.deadline + self._lateness))
         cleanup.set(ordering.at(timeline.expires_at(self._params, state)))
-        for name, n in step.counts.items():
-            self._counts.inc(name, n)
-        for erasure in step.erasures:
-            yield beam.pvalue.TaggedOutput(ERASURES, erasure)
-        if step.snapshot is not None:
-            yield step.snapshot
-        for change in step.segment_changes:
-            yield beam.pvalue.TaggedOutput(SEGMENT_CHANGES, change)
-        for model_input in step.model_inputs:
-            yield beam.pvalue.TaggedOutput(MODEL_INPUTS, model_input)
-        for trigger in step.triggers:
-            yield beam.pvalue.TaggedOutput(TRIGGERS, trigger)
+        yield from self._outputs(step)
 
     @userstate.on_timer(CLEANUP)
     def on_cleanup(
@@ -274,6 +289,43 @@ class _TimelineFn(beam.DoFn):
         )
 
 
+class _ReleaseAllFn(_Timeline):
+    """A bounded input's events of one user, all at once (batch): no state, no timer.
+
+    The user's sessions are cut and summarized here (``models.session.cut``), as
+    ``SummarizeSessions`` would. Once grouped, every item of the user is here,
+    and ``models.timeline.advance`` gives the same answers however the items
+    are split into releases. What
+    follows the last release in a batch run is replayed in the order its
+    watermark timers would fire: each absence deadline still open (due at
+    ``deadline + allowed_lateness``) before the user's state expires, then the
+    expiry, which fires any deadline left up to it and drops the user.
+    """
+
+    def process(self, grouped):
+        key, items = grouped
+        items = list(items)
+        # The user's sessions, cut here as the stream's session windows cut them.
+        gap = self._params.session_gap_ms
+        cut = session.cut([item[3] for item in items], gap)
+        items += [timeline.session_item(session.finish(acc, key), acc[1] + gap - 1) for acc in cut]
+        self._counts.inc("sessions", len(cut))
+        state = timeline.new_user_state(key)
+        self._profiles.inc()
+        step = timeline.advance(self._params, state, items, max(item[0] for item in items))
+        progress.add("items_released", len(items))
+        yield from self._outputs(step)
+        expires = timeline.expires_at(self._params, state)  # only items move it
+        while step.deadline is not None and step.deadline + self._lateness < expires:
+            step = timeline.advance(self._params, state, [], step.deadline)
+            yield from self._outputs(step)
+        if self._specs:
+            yield from self._outputs(
+                timeline.advance(self._params, state, [], expires - self._lateness)
+            )
+        self._expired.inc()
+
+
 def _event_item(keyed):
     user, event = keyed
     return user, timeline.event_item(event)
@@ -286,7 +338,8 @@ class UserTimeline(beam.PTransform):
     Its ``patterns`` and ``segments`` are compiled on the workers from ``patterns``
     and ``segments`` (the specs by name; compiled predicates are closures, which
     do not pickle). ``allowed_lateness_ms``: how long after the watermark an item
-    is still released in order.
+    is still released in order. ``streaming``: release with state and timers even
+    when the input is bounded (a bounded input in batch is grouped by user).
     """
 
     def __init__(
@@ -296,20 +349,33 @@ class UserTimeline(beam.PTransform):
         patterns: dict[str, PatternSpec] | None = None,
         segments: dict[str, SegmentSpec] | None = None,
         allowed_lateness_ms: int = 0,
+        streaming: bool = False,
     ):
         super().__init__()
         params = dataclasses.replace(params, patterns=(), segments=())
-        self._fn = _TimelineFn(
-            params, patterns or {}, allowed_lateness_ms, params.retention_ms, segments
-        )
+        args = (params, patterns or {}, allowed_lateness_ms, params.retention_ms, segments)
+        self._fn = _TimelineFn(*args)
+        self._all = _ReleaseAllFn(*args)
+        self._streaming = streaming
+        self._gap = params.session_gap_ms
+        self._lateness = allowed_lateness_ms
 
-    def expand(self, inputs):
-        events, sessions = inputs
-        items = (
-            # Typed, so the stateful step keys by a deterministic (string) coder.
-            events | "EventItems" >> beam.Map(_event_item).with_output_types(tuple[str, tuple]),
-            sessions | "SessionsIntoGlobalWindow" >> beam.WindowInto(GlobalWindows()),
-        ) | "Merge" >> beam.Flatten()
-        return items | "ReleaseInOrder" >> beam.ParDo(self._fn).with_outputs(
+    def expand(self, events):
+        # Typed, so the grouping or the stateful step keys by a deterministic (string) coder.
+        items = events | "EventItems" >> beam.Map(_event_item).with_output_types(tuple[str, tuple])
+        if self._streaming or not events.is_bounded:
+            sessions = events | "SummarizeSessions" >> SummarizeSessions(self._gap, self._lateness)
+            items = (
+                items,
+                sessions | "SessionsIntoGlobalWindow" >> beam.WindowInto(GlobalWindows()),
+            ) | "Merge" >> beam.Flatten()
+            release = "ReleaseInOrder" >> beam.ParDo(self._fn)
+        else:
+            # A bounded input: every event is there once grouped, and one release of all
+            # of them gives what the timers give, without a state cell or a timer per user,
+            # and without a grouping by session window.
+            items = items | "GroupByUser" >> beam.GroupByKey()
+            release = "ReleaseAll" >> beam.ParDo(self._all)
+        return items | release.with_outputs(
             DEAD_LETTERS, TRIGGERS, ERASURES, SEGMENT_CHANGES, MODEL_INPUTS, main="profiles"
         )
