@@ -100,10 +100,14 @@ def getter(name: str) -> Callable[[Mapping], Any]:
     if len(parts) == 1:
         return lambda record: record.get(name)
 
+    head, rest = parts[0], parts[1:]
+
     def get(record):
-        value = record
-        for part in parts:
-            if not isinstance(value, Mapping):
+        # The record is a mapping; what it holds under a name may not be. A plain dict
+        # is tested first: an abstract Mapping check costs several times more.
+        value = record.get(head)
+        for part in rest:
+            if type(value) is not dict and not isinstance(value, Mapping):
                 return None
             value = value.get(part)
         return value
@@ -264,15 +268,16 @@ def compile_condition(spec: Any, fields: Mapping[str, str], path: str = "") -> P
         if name in ("all", "any", "none"):
             if not isinstance(value, list) or not value:
                 raise ConditionError(here, f"{name} takes a non-empty list of conditions")
-            parts = tuple(
+            parts = [
                 compile_condition(part, fields, f"{here}[{i}]") for i, part in enumerate(value)
-            )
+            ]
             if name == "all":
-                tests.append(lambda r, parts=parts: all(p(r) for p in parts))
+                tests.append(_chain(parts, every=True))
             elif name == "any":
-                tests.append(lambda r, parts=parts: any(p(r) for p in parts))
+                tests.append(_chain(parts, every=False))
             else:
-                tests.append(lambda r, parts=parts: not any(p(r) for p in parts))
+                anything = _chain(parts, every=False)
+                tests.append(lambda r, anything=anything: not anything(r))
         elif name == "not":
             inner = compile_condition(value, fields, here)
             tests.append(lambda r, inner=inner: not inner(r))
@@ -280,7 +285,24 @@ def compile_condition(spec: Any, fields: Mapping[str, str], path: str = "") -> P
             raise ConditionError(here, f"a field name must be text, not {name!r}")
         else:
             tests.extend(_field_tests(fields, name, value, here))
+    return _chain(tests, every=True)
+
+
+# Short chains as plain calls: each test returns a bool, and a chain stops at the first
+# that decides, as all() and any() do, without a generator per record. Long ones (a list
+# of many conditions) use all() and any(), not calls nested that deep.
+_NESTED = 8
+
+
+def _chain(tests: list[Predicate], every: bool) -> Predicate:
     if len(tests) == 1:
         return tests[0]
-    chain = tuple(tests)
-    return lambda record: all(test(record) for test in chain)
+    if len(tests) > _NESTED:
+        chain = tuple(tests)
+        if every:
+            return lambda record: all(test(record) for test in chain)
+        return lambda record: any(test(record) for test in chain)
+    first, rest = tests[0], _chain(tests[1:], every)
+    if every:
+        return lambda record: first(record) and rest(record)
+    return lambda record: first(record) or rest(record)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -242,6 +243,158 @@ def _r(value: float) -> float:
     return round(value, 6)
 
 
+def _rfm(view: View) -> dict:
+    params, state = view.params, view.state
+    now = state["now"]
+    purchases = state["purchases"]
+    recency_days = (
+        (now - state["last_purchase_at"]) / ev.DAY_MS if state["last_purchase_at"] else None
+    )
+    monetary = state["revenue"] / purchases if purchases else 0.0
+    return {
+        "recency_days": _r(recency_days) if recency_days is not None else None,
+        "frequency": purchases,
+        "monetary": _r(monetary),
+        "r": _score(recency_days, params.recency_days_bins, True)
+        if recency_days is not None
+        else 1,
+        "f": _score(purchases, params.frequency_bins),
+        "m": _score(monetary, params.monetary_bins),
+    }
+
+
+def _engagement(params: ProfileParams, state: dict) -> float:
+    raw = _decayed(state["engagement"], state["now"], params.engagement_half_life_ms)
+    return raw / (raw + params.engagement_scale)
+
+
+def _mean_price(state: dict) -> float | None:
+    return state["price_sum"] / state["price_n"] if state["price_n"] else None
+
+
+def _flags(view: View) -> dict:
+    params, state = view.params, view.state
+    now = state["now"]
+    last_view = state["last_view_at"]
+    return {
+        "recently_viewed": last_view is not None
+        and now - last_view <= params.recently_viewed_within_ms,
+        "high_engagement": _engagement(params, state) >= params.high_engagement,
+        "abandoned_cart": bool(state["cart"])
+        and now - state["last_cart_at"] >= params.abandoned_cart_after_ms,
+        "returning": state["sessions"] >= 2,
+    }
+
+
+def _affinity(name: str):
+    def top(view: View) -> dict:
+        ranked = _ranked(view.state[name], view.state["now"], view.params)
+        return {k: _r(v) for k, v in ranked[: view.params.affinity_top]}
+
+    return top
+
+
+def _active_hours(view: View) -> list:
+    hours = view.state["hours"]
+    return sorted((h for h in range(24) if hours[h]), key=lambda h: (-hours[h], h))[:3]
+
+
+def _preferred_device(view: View) -> str | None:
+    devices = view.state["devices"]
+    return min(devices, key=lambda d: (-devices[d], d)) if devices else None
+
+
+def _mean_price_field(view: View) -> float | None:
+    mean_price = _mean_price(view.state)
+    return _r(mean_price) if mean_price is not None else None
+
+
+def _rolling(view: View) -> dict | None:
+    params = view.params
+    return rolling.user_window(
+        view.state["rolling_buckets"], params.rolling_size_ms, params.rolling_period_ms
+    )
+
+
+# The snapshot's fields in their order, each computed from the view (its params and state).
+# top_category is the first key of category_affinity: ranked, ties by name.
+FIELDS = {
+    "user_id": lambda v: v.state["user_id"],
+    "version": lambda v: v.state["now"],
+    "first_seen": lambda v: v.state["first_seen"],
+    "last_seen": lambda v: v.state["last_seen"],
+    "events": lambda v: v.state["events"],
+    "counts": lambda v: dict(sorted(v.state["counts"].items())),
+    "sessions": lambda v: v.state["sessions"],
+    "top_category": lambda v: next(iter(v["category_affinity"]), None),
+    "top_brand": lambda v: next(iter(v["brand_affinity"]), None),
+    "category_affinity": _affinity("category_affinity"),
+    "brand_affinity": _affinity("brand_affinity"),
+    "engagement": lambda v: _r(_engagement(v.params, v.state)),
+    "rfm": _rfm,
+    "ltv": lambda v: _r(v.state["revenue"]),
+    "mean_price": _mean_price_field,
+    "price_band": lambda v: _band(v.params, _mean_price(v.state)),
+    "preferred_device": _preferred_device,
+    "active_hours": _active_hours,
+    "recent_items": lambda v: list(v.state["recent_items"]),
+    "cart_items": lambda v: sorted(v.state["cart"]),
+    "flags": _flags,
+    "last_session": lambda v: v.state["last_session"],
+    "rolling": _rolling,
+}
+
+
+class View(Mapping):
+    """The snapshot as a read-only mapping whose fields are computed when first read.
+
+    A rule that reads three fields costs those three, not the whole snapshot
+    (the affinity rankings, the rolling window). Each field is what
+    ``snapshot`` holds under its name. The view reads the state as it is when
+    a field is first read: read what is needed before the state changes again.
+    ``fields`` maps each name to a function of the view (``FIELDS`` by
+    default); ``detector`` is for the fields that read the pattern automaton
+    (``models.timeline``).
+    """
+
+    __slots__ = ("params", "state", "detector", "_fields", "_values")
+
+    def __init__(self, params: ProfileParams, state: dict, fields=None, detector=None):
+        self.params = params
+        self.state = state
+        self.detector = detector
+        self._fields = FIELDS if fields is None else fields
+        self._values: dict = {}
+
+    def __getitem__(self, name: str):
+        values = self._values
+        if name in values:
+            return values[name]
+        value = values[name] = self._fields[name](self)
+        return value
+
+    def get(self, name, default=None):
+        # What conditions call for every field they read: one call, not two.
+        values = self._values
+        if name in values:
+            return values[name]
+        compute = self._fields.get(name)
+        if compute is None:
+            return default
+        value = values[name] = compute(self)
+        return value
+
+    def __iter__(self):
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def materialize(self) -> dict:
+        """Every field, as a plain dict in the snapshot's order."""
+        return {name: self[name] for name in self._fields}
+
+
 def snapshot(params: ProfileParams, state: dict) -> dict:
     """The profile as of its clock (``state["now"]``): a JSON-ready dict.
 
@@ -257,64 +410,4 @@ def snapshot(params: ProfileParams, state: dict) -> dict:
     >>> snap["flags"]["abandoned_cart"], snap["version"], snap["sessions"]
     (True, 1800000, 1)
     """
-    now = state["now"]
-    categories = _ranked(state["category_affinity"], now, params)[: params.affinity_top]
-    brands = _ranked(state["brand_affinity"], now, params)[: params.affinity_top]
-    raw_engagement = _decayed(state["engagement"], now, params.engagement_half_life_ms)
-    engagement = raw_engagement / (raw_engagement + params.engagement_scale)
-    mean_price = state["price_sum"] / state["price_n"] if state["price_n"] else None
-    devices = state["devices"]
-    hours = state["hours"]
-    active = sorted((h for h in range(24) if hours[h]), key=lambda h: (-hours[h], h))[:3]
-    purchases = state["purchases"]
-    revenue = state["revenue"]
-    recency_days = (
-        (now - state["last_purchase_at"]) / ev.DAY_MS if state["last_purchase_at"] else None
-    )
-    monetary = revenue / purchases if purchases else 0.0
-    rfm = {
-        "recency_days": _r(recency_days) if recency_days is not None else None,
-        "frequency": purchases,
-        "monetary": _r(monetary),
-        "r": _score(recency_days, params.recency_days_bins, True)
-        if recency_days is not None
-        else 1,
-        "f": _score(purchases, params.frequency_bins),
-        "m": _score(monetary, params.monetary_bins),
-    }
-    last_view = state["last_view_at"]
-    flags = {
-        "recently_viewed": last_view is not None
-        and now - last_view <= params.recently_viewed_within_ms,
-        "high_engagement": engagement >= params.high_engagement,
-        "abandoned_cart": bool(state["cart"])
-        and now - state["last_cart_at"] >= params.abandoned_cart_after_ms,
-        "returning": state["sessions"] >= 2,
-    }
-    return {
-        "user_id": state["user_id"],
-        "version": now,
-        "first_seen": state["first_seen"],
-        "last_seen": state["last_seen"],
-        "events": state["events"],
-        "counts": dict(sorted(state["counts"].items())),
-        "sessions": state["sessions"],
-        "top_category": categories[0][0] if categories else None,
-        "top_brand": brands[0][0] if brands else None,
-        "category_affinity": {k: _r(v) for k, v in categories},
-        "brand_affinity": {k: _r(v) for k, v in brands},
-        "engagement": _r(engagement),
-        "rfm": rfm,
-        "ltv": _r(revenue),
-        "mean_price": _r(mean_price) if mean_price is not None else None,
-        "price_band": _band(params, mean_price),
-        "preferred_device": min(devices, key=lambda d: (-devices[d], d)) if devices else None,
-        "active_hours": active,
-        "recent_items": list(state["recent_items"]),
-        "cart_items": sorted(state["cart"]),
-        "flags": flags,
-        "last_session": state["last_session"],
-        "rolling": rolling.user_window(
-            state["rolling_buckets"], params.rolling_size_ms, params.rolling_period_ms
-        ),
-    }
+    return View(params, state).materialize()

@@ -49,6 +49,37 @@ def order(item: tuple) -> tuple:
     return item[0], item[1], item[2]
 
 
+def _version(view: prof.View) -> int:
+    # An absence fires after the user's last event: the later of the clock and the last match.
+    seen = view.detector["matches"]
+    return max([view.state["now"], *(last for _, last in seen.values())])
+
+
+def _patterns(view: prof.View) -> dict:
+    seen = view.detector["matches"]
+    return {name: {"matches": n, "last": last} for name, (n, last) in sorted(seen.items())}
+
+
+def _flags(view: prof.View) -> dict:
+    flags = prof.FIELDS["flags"](view)
+    version = view["version"]
+    within = view.params.pattern_flag_within_ms
+    for name, (_, last) in view.detector["matches"].items():
+        flags[f"pattern:{name}"] = version - last <= within
+    return flags
+
+
+# The snapshot's fields when the patterns run: the profile's, and what the patterns found.
+FIELDS = {**prof.FIELDS, "version": _version, "flags": _flags, "patterns": _patterns}
+
+
+def view(params: prof.ProfileParams, state: dict, detector: dict | None = None) -> prof.View:
+    """The snapshot (below) as a view whose fields are computed when read (``prof.View``)."""
+    if detector is None:
+        return prof.View(params, state)
+    return prof.View(params, state, FIELDS, detector)
+
+
 def snapshot(params: prof.ProfileParams, state: dict, detector: dict | None = None) -> dict:
     """The profile snapshot, with what the patterns found when they run.
 
@@ -58,18 +89,7 @@ def snapshot(params: prof.ProfileParams, state: dict, detector: dict | None = No
     fires after the user's last event, so the version is the later of the
     profile's clock and the last match.
     """
-    snap = prof.snapshot(params, state)
-    if detector is None:
-        return snap
-    seen = detector["matches"]
-    version = max([snap["version"], *(last for _, last in seen.values())])
-    snap["version"] = version
-    snap["patterns"] = {
-        name: {"matches": n, "last": last} for name, (n, last) in sorted(seen.items())
-    }
-    for name, (_, last) in seen.items():
-        snap["flags"][f"pattern:{name}"] = version - last <= params.pattern_flag_within_ms
-    return snap
+    return view(params, state, detector).materialize()
 
 
 def apply(params: prof.ProfileParams, state: dict, item: tuple) -> dict:
@@ -289,7 +309,7 @@ def _follow(params: TimelineParams, state: dict, item: tuple, step: Step) -> Non
         # (Prism cuts session windows apart); the event opens a session of its own.
         if tail is None or ts - tail >= params.session_gap_ms or not followed["sessions"]:
             fresh = state["profile"]["now"] is None
-            before = {} if fresh else prof.snapshot(params.profile, state["profile"])
+            before = {} if fresh else prof.View(params.profile, state["profile"])
             if tail is not None and CHURN_RISK in params.models:
                 churned = ts - tail > params.churn_horizon_ms
                 x = feat.user_features(before)
@@ -310,7 +330,7 @@ def _follow(params: TimelineParams, state: dict, item: tuple, step: Step) -> Non
             x = feat.session_features(session)
             _input(step, PURCHASE_INTENT, "example", user, ts, x, bought, f"{user}:{start}")
     if CLUSTERS in params.models:
-        x = feat.user_features(prof.snapshot(params.profile, state["profile"]))
+        x = feat.user_features(prof.View(params.profile, state["profile"]))
         _input(step, CLUSTERS, "example", user, ts, x, None, f"{user}:{start}")
 
 
@@ -338,10 +358,9 @@ def _evaluate_segments(params: TimelineParams, state: dict, step: Step) -> None:
     # An absence that fires between items shows at the user's next item.
     if not params.segments:
         return
-    view = snapshot(
-        params.profile, state["profile"], state["patterns"] if params.patterns else None
-    )
-    changes = seg.evaluate(params.segments, view, state["segments"], state["profile"]["now"])
+    # Only the fields the rules read are computed, each once.
+    fields = view(params.profile, state["profile"], state["patterns"] if params.patterns else None)
+    changes = seg.evaluate(params.segments, fields, state["segments"], state["profile"]["now"])
     for change in changes:
         if change["change"] == seg.ENTER:
             step.counts[f"segment_entries.{change['segment']}"] += 1

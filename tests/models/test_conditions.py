@@ -139,6 +139,21 @@ def test_any():
     assert _holds(spec, {"category": "bags", "price": 50}) is False
 
 
+@pytest.mark.parametrize("size", [1, 2, 3, 8, 9, 40, 2_000])
+def test_combinators_of_any_length_decide_as_all_any_and_none(size):
+    # Each condition i holds for records whose "category" is in its set; some hold, some not.
+    parts = [{"category": {"in": [f"c{i}", "x"]}} for i in range(size)]
+    for category, expected in [("x", (True, True, False)), ("c0", (size == 1, True, False))]:
+        for name, want in zip(("all", "any", "none"), expected, strict=True):
+            assert _holds({name: parts}, {"category": category}) is want, (name, category)
+    for name, want in (("all", False), ("any", False), ("none", True)):
+        assert _holds({name: parts}, {"category": "other"}) is want, name
+    many_keys = {f"properties.k{i}": "v" for i in range(size)}
+    record = {"properties": {f"k{i}": "v" for i in range(size)}}
+    assert _holds(many_keys, record) is True
+    assert _holds(many_keys, {"properties": {**record["properties"], f"k{size - 1}": "w"}}) is False
+
+
 def test_not():
     spec = {"not": {"category": {"in": ["shoes", "bags"]}}}
     assert _holds(spec, {"category": "hats"}) is True
