@@ -52,6 +52,30 @@ def remember(params: DedupeParams, memory: dict, event_id: str, time_ms: int) ->
     return True
 
 
+def unique(params: DedupeParams, events) -> list[dict]:
+    """A user's events that repeat none before them, in event-time order (time, then id).
+
+    What ``remember`` keeps of the events arriving in that order: the way a
+    bounded input, all of whose events are known, is deduplicated. Copies that
+    are retries of the same bytes give the same events whatever their order.
+
+    >>> p = DedupeParams(horizon_ms=1000)
+    >>> events = [{"event_id": i, "timestamp": t} for i, t in [("b", 9), ("a", 5), ("b", 9)]]
+    >>> [(e["event_id"], e["timestamp"]) for e in unique(p, events)]
+    [('a', 5), ('b', 9)]
+    """
+    memory: dict = {}
+    return [
+        event
+        for event in sorted(events, key=_order)
+        if remember(params, memory, event["event_id"], event["timestamp"])
+    ]
+
+
+def _order(event: dict) -> tuple:
+    return event["timestamp"], event["event_id"]
+
+
 def expires_at(params: DedupeParams, first_ms: int) -> int:
     """The watermark after which an id first seen at ``first_ms`` may be forgotten."""
     return first_ms + params.horizon_ms + params.lateness_ms

@@ -23,6 +23,14 @@ its writes are one per user and bundle, not one per event; there is also
 one timer per user instead of one per event. Scoping ids to their user
 changes one thing: two users sending the same id both count (an id is
 unique per event, so that is not a retry).
+
+``grouped=True`` (a bounded input in batch) groups the events by user
+instead and keeps each user's unique events in event-time order
+(``models.dedupe.unique``): no state and no timer, and the output is the
+grouping itself, ``(user_key, [events])``, for ``UserTimeline`` to release
+without grouping the same events a second time; ``each_event`` gives the
+``(user_key, event)`` pairs back, with their event times, for the steps that
+take single events.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ import apache_beam as beam
 from apache_beam.coders import PickleCoder
 from apache_beam.transforms import userstate
 from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.window import TimestampedValue
 
 from models import dedupe
 from models.events import user_key
@@ -91,17 +100,50 @@ class _DeduplicateFn(beam.DoFn):
         pending.write(due)
 
 
-class DeduplicateEvents(beam.PTransform):
-    """Drop events whose id the same user sent within the event-time horizon."""
+class _UniqueOfUserFn(beam.DoFn):
+    """All of one user's events (a bounded input, grouped): the unique ones, in order."""
 
-    def __init__(self, horizon_ms: int, allowed_lateness_ms: int = 0):
+    def __init__(self, params: dedupe.DedupeParams):
+        self._params = params
+        self._unique = beam.metrics.Metrics.counter(NAMESPACE, "unique")
+
+    def process(self, grouped):
+        user, events = grouped
+        kept = dedupe.unique(self._params, events)
+        self._unique.inc(len(kept))
+        yield user, kept
+
+
+def each_event(grouped):
+    """``(user_key, [events])`` -> each ``(user_key, event)``, at the event's own time."""
+    user, events = grouped
+    for event in events:
+        yield TimestampedValue((user, event), ordering.at(event["timestamp"]))
+
+
+class DeduplicateEvents(beam.PTransform):
+    """Drop events whose id the same user sent within the event-time horizon.
+
+    ``grouped``: the input is bounded and the pipeline runs in batch; the
+    output is then ``(user_key, [unique events in event-time order])``.
+    """
+
+    def __init__(self, horizon_ms: int, allowed_lateness_ms: int = 0, grouped: bool = False):
         super().__init__()
         self._params = dedupe.DedupeParams(horizon_ms, allowed_lateness_ms)
+        self._grouped = grouped
 
     def expand(self, events):
+        keyed = events | "KeyByUser" >> beam.Map(_by_user).with_output_types(tuple[str, dict])
+        if not self._grouped:
+            return keyed | "DeduplicateFn" >> beam.ParDo(
+                _DeduplicateFn(self._params)
+            ).with_output_types(tuple[str, dict])
+        if not events.is_bounded:
+            raise ValueError("DeduplicateEvents(grouped=True) needs a bounded input")
         return (
-            events
-            | "KeyByUser" >> beam.Map(_by_user).with_output_types(tuple[str, dict])
-            | "DeduplicateFn"
-            >> beam.ParDo(_DeduplicateFn(self._params)).with_output_types(tuple[str, dict])
+            keyed
+            | "GroupByUser" >> beam.GroupByKey()
+            | "UniqueOfUser"
+            >> beam.ParDo(_UniqueOfUserFn(self._params)).with_output_types(tuple[str, list[dict]])
         )

@@ -23,7 +23,9 @@ A bounded input in batch is grouped by user instead, and each user's items
 are released all at once (``_ReleaseAllFn``), with the deadlines and the
 expiry that the timers would fire after them replayed in their order: the
 same answers without a state cell or a timer per user. A streaming run, or
-any unbounded input, takes the stateful way above.
+any unbounded input, takes the stateful way above. ``grouped=True`` takes
+that grouping as it comes from ``DeduplicateEvents(grouped=True)``,
+``(user, [events])``, instead of grouping again.
 
 State per user: the buffer (cleared as it is released), one cell with the
 profile, the pattern automaton, the trigger governance and the matches still
@@ -303,8 +305,8 @@ class _ReleaseAllFn(_Timeline):
     """
 
     def process(self, grouped):
-        key, items = grouped
-        items = list(items)
+        key, events = grouped
+        items = [timeline.event_item(event) for event in events]
         # The user's sessions, cut here as the stream's session windows cut them.
         gap = self._params.session_gap_ms
         cut = session.cut([item[3] for item in items], gap)
@@ -340,6 +342,8 @@ class UserTimeline(beam.PTransform):
     do not pickle). ``allowed_lateness_ms``: how long after the watermark an item
     is still released in order. ``streaming``: release with state and timers even
     when the input is bounded (a bounded input in batch is grouped by user).
+    ``grouped``: the input is already grouped, ``(user, [events])`` of a bounded
+    input in batch (``DeduplicateEvents(grouped=True)``).
     """
 
     def __init__(
@@ -350,20 +354,29 @@ class UserTimeline(beam.PTransform):
         segments: dict[str, SegmentSpec] | None = None,
         allowed_lateness_ms: int = 0,
         streaming: bool = False,
+        grouped: bool = False,
     ):
         super().__init__()
+        if grouped and streaming:
+            raise ValueError("UserTimeline: a grouped input is released in batch, not streaming")
         params = dataclasses.replace(params, patterns=(), segments=())
         args = (params, patterns or {}, allowed_lateness_ms, params.retention_ms, segments)
         self._fn = _TimelineFn(*args)
         self._all = _ReleaseAllFn(*args)
         self._streaming = streaming
+        self._grouped = grouped
         self._gap = params.session_gap_ms
         self._lateness = allowed_lateness_ms
 
     def expand(self, events):
-        # Typed, so the grouping or the stateful step keys by a deterministic (string) coder.
-        items = events | "EventItems" >> beam.Map(_event_item).with_output_types(tuple[str, tuple])
-        if self._streaming or not events.is_bounded:
+        if self._grouped:
+            items = events
+            release = "ReleaseAll" >> beam.ParDo(self._all)
+        elif self._streaming or not events.is_bounded:
+            # Typed, so the stateful step keys by a deterministic (string) coder.
+            items = events | "EventItems" >> beam.Map(_event_item).with_output_types(
+                tuple[str, tuple]
+            )
             sessions = events | "SummarizeSessions" >> SummarizeSessions(self._gap, self._lateness)
             items = (
                 items,
@@ -374,7 +387,7 @@ class UserTimeline(beam.PTransform):
             # A bounded input: every event is there once grouped, and one release of all
             # of them gives what the timers give, without a state cell or a timer per user,
             # and without a grouping by session window.
-            items = items | "GroupByUser" >> beam.GroupByKey()
+            items = events | "GroupByUser" >> beam.GroupByKey()
             release = "ReleaseAll" >> beam.ParDo(self._all)
         return items | release.with_outputs(
             DEAD_LETTERS, TRIGGERS, ERASURES, SEGMENT_CHANGES, MODEL_INPUTS, main="profiles"

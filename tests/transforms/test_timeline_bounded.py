@@ -1,6 +1,7 @@
 """A bounded input's timeline, grouped by user, against the stateful one driven by timers.
 
-Both ways run in one batch pipeline over the same generated events with the
+The ways (deduplicated with state or in the grouping, released by timers or
+at once) run in one batch pipeline over the same generated events with the
 full example config (patterns with absence deadlines, segments, models), and
 must give the same sessions, triggers, segment changes, model examples and
 final profiles. They differ only where releases fall: how many snapshots and
@@ -20,7 +21,7 @@ from apache_beam.utils.timestamp import Timestamp
 from models import personas, session, timeline
 from pipelines.config import load_config
 from tests.conftest import ROOT
-from transforms.dedupe import DeduplicateEvents
+from transforms.dedupe import DeduplicateEvents, each_event
 from transforms.sessions import SummarizeSessions
 from transforms.sources import DecodeEvents
 from transforms.timeline import UserTimeline
@@ -107,55 +108,83 @@ def _last_requests(inputs):
     return last
 
 
+class _Stamped(beam.DoFn):
+    def process(self, element, ts=beam.DoFn.TimestampParam):
+        yield ts.micros, element
+
+
 def test_grouped_release_gives_what_the_timers_give():
     config = load_config(ROOT / "examples" / "config.yaml")
     config = config.model_copy(
         update={"consent": config.consent.model_copy(update={"default": "granted"})}
     )
     records, _ = personas.generate(1_500, 60, 4)
+    assert len({r["event_id"] for r in records}) < len(records), "copies to drop"
     params = config.timeline_params()
     lateness = config.timeline.allowed_lateness
+    horizon = config.dedupe.horizon
+    variants = {
+        # name: (deduplicated with state, or grouped; timeline released by timers, or at once)
+        "timers": (False, True),
+        "grouped": (False, False),
+        "fold": (True, False),
+    }
 
     def build(pipeline):
         events = pipeline | beam.Create(_raw(records)) | DecodeEvents()
-        keyed = events.events | DeduplicateEvents(config.dedupe.horizon, lateness)
-        for streaming in (False, True):
-            outputs = keyed | f"Timeline{streaming}" >> UserTimeline(
+        for name, (fold, streaming) in variants.items():
+            unique = events.events | f"Dedupe{name}" >> DeduplicateEvents(
+                horizon, lateness, grouped=fold
+            )
+            keyed = unique | f"Each{name}" >> beam.FlatMap(each_event) if fold else unique
+            _ = (
+                keyed
+                | f"Stamp{name}" >> beam.ParDo(_Stamped())
+                | f"Unique{name}" >> beam.ParDo(_Collect(f"unique:{name}"))
+            )
+            outputs = unique | f"Timeline{name}" >> UserTimeline(
                 params,
                 patterns=config.patterns,
                 segments=config.segments,
                 allowed_lateness_ms=lateness,
                 streaming=streaming,
+                grouped=fold,
             )
-            for name in OUTPUTS:
-                tag = f"{name}:{'timers' if streaming else 'grouped'}"
-                _ = outputs[name] | f"Collect{tag}" >> beam.ParDo(_Collect(tag))
+            for output in OUTPUTS:
+                tag = f"{output}:{name}"
+                _ = outputs[output] | f"Collect{tag}" >> beam.ParDo(_Collect(tag))
 
     _run(build)
     got = {tag: list(values) for tag, values in COLLECTED.items()}
+    # The same unique events, at the same event times, however they were deduplicated.
+    unique = sorted(got["unique:timers"], key=repr)
+    assert len(records) > len(unique) > 1_000
+    assert sorted(got["unique:fold"], key=repr) == unique
 
-    def both(name):
-        return got.get(f"{name}:grouped", []), got.get(f"{name}:timers", [])
+    for name in ("grouped", "fold"):
 
-    grouped, timers = both("profiles")
-    assert len(_final_profiles(grouped)) == 60
-    assert _final_profiles(grouped) == _final_profiles(timers)
-    # Releases fall differently: the timers give more snapshots on the way, never fewer.
-    assert len(timers) >= len(grouped)
+        def both(output, name=name):
+            return got.get(f"{output}:{name}", []), got.get(f"{output}:timers", [])
 
-    grouped, timers = both("triggers")
-    assert grouped, "the example patterns fire on this file"
-    assert any(t["pattern"] == "cart_abandonment" for t in grouped), "an absence deadline fired"
-    assert sorted(grouped, key=repr) == sorted(timers, key=repr)
+        grouped, timers = both("profiles")
+        assert len(_final_profiles(grouped)) == 60
+        assert _final_profiles(grouped) == _final_profiles(timers)
+        # Releases fall differently: the timers give more snapshots on the way, never fewer.
+        assert len(timers) >= len(grouped)
 
-    grouped, timers = both("segment_changes")
-    assert grouped
-    assert sorted(grouped, key=repr) == sorted(timers, key=repr)
-
-    grouped, timers = both("model_inputs")
-    assert _examples(grouped) and _examples(grouped) == _examples(timers)
-    assert _last_requests(grouped) == _last_requests(timers)
-
-    for name in ("erasures", "dead_letters"):
-        grouped, timers = both(name)
+        grouped, timers = both("triggers")
+        assert grouped, "the example patterns fire on this file"
+        assert any(t["pattern"] == "cart_abandonment" for t in grouped), "a deadline fired"
         assert sorted(grouped, key=repr) == sorted(timers, key=repr)
+
+        grouped, timers = both("segment_changes")
+        assert grouped
+        assert sorted(grouped, key=repr) == sorted(timers, key=repr)
+
+        grouped, timers = both("model_inputs")
+        assert _examples(grouped) and _examples(grouped) == _examples(timers)
+        assert _last_requests(grouped) == _last_requests(timers)
+
+        for output in ("erasures", "dead_letters"):
+            grouped, timers = both(output)
+            assert sorted(grouped, key=repr) == sorted(timers, key=repr)
