@@ -94,6 +94,9 @@ _ADDRESSES = re.compile(
 # Digits with at most three separators between them, maybe after +, 00 or (.
 _NUMBER = re.compile(r"(?<![\d+])(?:\+|00|\()?\d(?:[ ()./-]{0,3}\d){6,}")
 _SEPARATORS = re.compile(r"[ ()./-]")
+# What any of the above needs: a text with none of these is left as it is, unread by them.
+_MAYBE_PERSONAL = re.compile(r"[\d@:%]")
+_MAYBE_ADDRESS = re.compile(r"[@:.%]")
 _DATE = re.compile(
     r"^(?:(?:19|20)\d\d[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.](?:19|20)\d\d)(?!\d)"
 )
@@ -239,7 +242,7 @@ def scrub_text(text: str) -> str:
     >>> scrub_text("/signup?email=ann%40example.com&src=mail")
     '/signup?email=<email>&src=mail'
     """
-    if not text:
+    if not text or _MAYBE_PERSONAL.search(text) is None:
         return text
     scrubbed = _scrub(text)
     if "%" in text:
@@ -253,6 +256,8 @@ def scrub_text(text: str) -> str:
 
 def has_address(text: str) -> bool:
     """Whether the text holds an e-mail or IP address, also percent-encoded."""
+    if _MAYBE_ADDRESS.search(text) is None:
+        return False
     return _ADDRESSES.sub(_address, text) != text or (
         "%" in text and _ADDRESSES.sub(_address, unquote(text)) != unquote(text)
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import random
 
 import pytest
 
@@ -173,3 +174,25 @@ def test_property_names_and_every_text_field_are_scanned():
         PARAMS, event(properties={"ann@example.com": "1"}, device="ann@example.com")
     )
     assert out["properties"] == {"<email>": "1"} and out["device"] == "<email>"
+
+
+def test_texts_skipped_by_the_quick_check_are_those_the_patterns_leave():
+    # The quick check skips a text with no digit, "@", ":", "%" (and for addresses, ".");
+    # on random texts of those and other characters it agrees with the full scan.
+    rng = random.Random(11)
+    alphabet = "ab.-_ +()/:@%40x1٣9Z"  # "٣" is a digit to \d too
+    for _ in range(20_000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 24)))
+        full = privacy._scrub(text)
+        if "%" in text and privacy.unquote(text) != text:
+            cleaned = privacy._scrub(privacy.unquote(text))
+            full = cleaned if cleaned != privacy.unquote(text) else full
+        assert privacy.scrub_text(text) == full, text
+        decoded = privacy.unquote(text)
+        holds = privacy._ADDRESSES.sub(privacy._address, text) != text or (
+            "%" in text and privacy._ADDRESSES.sub(privacy._address, decoded) != decoded
+        )
+        assert privacy.has_address(text) is holds, text
+    assert privacy.scrub_text("shoes and bags") == "shoes and bags"
+    assert privacy.has_address("sku-12345") is False
+    assert privacy.has_address("fe80::ab") is True
