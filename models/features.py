@@ -147,3 +147,13 @@ def views_so_far(x: dict[str, float]) -> float:
     """The views-count baseline's score: product views in the session so far (for a
     model of users rather than sessions, the user's events)."""
     return x.get("s_views", x.get("u_events", 0.0))
+
+
+def _names() -> dict[str, tuple]:
+    # The names of each feature set, in the order the functions above give them (they do
+    # not depend on the values), for models.learning.pack to ship as a short tag.
+    session = session_features(new_session({"timestamp": 0}, {}))
+    return {"session": tuple(session), "user": tuple(user_features({}))}
+
+
+FEATURE_NAMES = _names()

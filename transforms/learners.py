@@ -84,6 +84,11 @@ def _item(model_input: dict):
     return model_input["model"], (model_input["at"], model_input)
 
 
+def _packed(model_input: dict):
+    # Grouped and held all at once in batch: compact (models.learning.pack).
+    return model_input["model"], learning.pack(model_input)
+
+
 class _LearnFn(beam.DoFn):
     # Pickled bytes, read and written as objects (transforms.pickled says why).
     BUFFER = userstate.BagStateSpec("buffer", pickled.CODER)
@@ -247,9 +252,9 @@ class _LearnAllFn(beam.DoFn):
         self._counts = Counters()
 
     def process(self, grouped):
-        name, items = grouped
+        name, packed = grouped
         learner = learning.new_model(self._specs[name])
-        scores, drifts = learning.feed(learner, [item for _, item in items])
+        scores, drifts = learning.feed_packed(learner, packed)
         summary = learner.summary()
         self._counts.inc(f"model_updates.{name}", summary["samples"])
         self._counts.inc(f"model_scores.{name}", len(scores))
@@ -277,17 +282,18 @@ class LearnOnline(beam.PTransform):
         self._fn = _LearnFn(specs, allowed_lateness_ms, correction_horizon_ms)
 
     def expand(self, model_inputs):
-        keyed = (
-            model_inputs
-            | "IntoGlobalWindow" >> beam.WindowInto(GlobalWindows())
-            | "KeyByModel" >> beam.Map(_item).with_output_types(tuple[str, tuple])
-        )
-        if self._streaming or not keyed.is_bounded:
+        inputs = model_inputs | "IntoGlobalWindow" >> beam.WindowInto(GlobalWindows())
+        if self._streaming or not inputs.is_bounded:
+            keyed = inputs | "KeyByModel" >> beam.Map(_item).with_output_types(tuple[str, tuple])
             learn = beam.ParDo(self._fn)
         else:
             # A bounded input: every item is there once grouped, so the same order needs no
             # timer. (Beam 2.77's FnApiRunner also lost the timeline's timer output when a
             # timer-driven stateful step read it.)
-            keyed = keyed | "GroupByModel" >> beam.GroupByKey()
+            keyed = (
+                inputs
+                | "KeyByModel" >> beam.Map(_packed).with_output_types(tuple[str, tuple])
+                | "GroupByModel" >> beam.GroupByKey()
+            )
             learn = beam.ParDo(_LearnAllFn(self._specs))
         return keyed | "LearnInOrder" >> learn.with_outputs(SUMMARIES, DRIFTS, main="scores")

@@ -134,3 +134,43 @@ def test_session_features_stop_at_the_first_purchase():
     assert (x["s_views"], x["s_repeat_views"], x["s_distinct_products"]) == (2.0, 1.0, 1.0)
     assert x["s_duration_min"] == 1.0  # nothing from the purchase on
     assert user_features({})["u_sessions"] == 0.0
+
+
+def _timeline_inputs() -> list[dict]:
+    # Real model inputs: generated events through the timeline with every model on.
+    from models import personas, timeline
+
+    params = timeline.TimelineParams(models=frozenset(timeline.MODELS))
+    records, _ = personas.generate(events=2_000, users=40, seed=5)
+    inputs = []
+    for user in sorted({r["user_id"] for r in records}):
+        state = timeline.new_user_state(user)
+        items = [timeline.event_item(r) for r in records if r["user_id"] == user]
+        inputs += timeline.advance(params, state, items, max(i[0] for i in items)).model_inputs
+    return inputs
+
+
+def test_packed_inputs_unpack_to_what_was_packed_and_feed_the_same():
+    inputs = _timeline_inputs()
+    inputs.append({**inputs[0], "x": {"odd": 1, "names": 2.5}, "id": "unknown-set"})
+    assert {i["model"] for i in inputs} == {"purchase_intent", "churn_risk", "clusters"}
+    for item in inputs:
+        again = learning.unpack(learning.pack(item))
+        assert again == item
+        assert list(again) == list(item) and list(again["x"]) == list(item["x"])
+        assert [type(v) for v in again["x"].values()] == [type(v) for v in item["x"].values()]
+    # Known feature sets travel as a tag and float bytes, not as names.
+    packed = learning.pack(inputs[0])
+    assert isinstance(packed[6], str) and isinstance(packed[7], bytes)
+    assert len(pickle.dumps(packed)) < len(pickle.dumps(inputs[0])) / 2
+    shuffled = inputs[:]
+    random.Random(3).shuffle(shuffled)
+    kinds = {"purchase_intent": "classifier", "churn_risk": "classifier", "clusters": "clusterer"}
+    for name, kind in kinds.items():
+        model_spec = learning.ModelSpec(name, kind)
+        mine = [i for i in shuffled if i["model"] == name]
+        plain, packed_model = learning.new_model(model_spec), learning.new_model(model_spec)
+        expected = learning.feed(plain, mine)
+        assert expected[0], "requests were scored"
+        assert learning.feed_packed(packed_model, [learning.pack(i) for i in mine]) == expected
+        assert packed_model.summary() == plain.summary()
