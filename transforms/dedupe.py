@@ -7,11 +7,13 @@ need them); the ``unique`` counter moves for each, so
 
 Which events repeat one seen before is ``models.dedupe``: the same id from
 the same user with an event time within ``horizon`` of the copy counted
-last. The first copy to arrive wins: duplicates are expected to be retries
-of the same bytes. State per user is one cell, rewritten once per bundle
-that touches the user: the ids it sent within about two horizons (a user
-sending an event a second holds some 4,500 ids at the default 1 h) and the
-pruning timer's due time; and the timer. It goes when the user goes quiet.
+last. The first copy to arrive wins (in batch, where every copy is known,
+the earliest in event time): duplicates are expected to be retries of the
+same bytes, and then which copy wins makes no difference. State per user
+is one cell, rewritten once per bundle that touches the user: the ids it
+sent within about two horizons (a user sending an event a second holds some
+4,500 ids at the default 1 h) and the pruning timer's due time; and the
+timer. It goes when the user goes quiet.
 
 Written by hand rather than with Beam's ``DeduplicatePerKey`` (which this
 step used before): that transform keys its state by the id itself, so every
