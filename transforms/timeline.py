@@ -306,10 +306,11 @@ class _ReleaseAllFn(_Timeline):
 
     def process(self, grouped):
         key, events = grouped
+        events = list(events)
         items = [timeline.event_item(event) for event in events]
         # The user's sessions, cut here as the stream's session windows cut them.
         gap = self._params.session_gap_ms
-        cut = session.cut([item[3] for item in items], gap)
+        cut = session.cut(events, gap)
         items += [timeline.session_item(session.finish(acc, key), acc[1] + gap - 1) for acc in cut]
         self._counts.inc("sessions", len(cut))
         state = timeline.new_user_state(key)
