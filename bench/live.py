@@ -20,8 +20,15 @@ are sent (event time = now), so the watermark follows the wall clock.
   ``latency_p99_ratio_at_RATE`` (pipeline / baseline) per rate.
 * **throughput**: ``--events`` events are published first, then the job
   starts; the rate is events over the time from the first profile write to the
-  last event counted in Redis. At parallelism 1 (workers in this process) and
-  2 (a worker pool, a Python process per slot): ``throughput_ratio_pN``.
+  last event counted in Redis (``events_per_s``, ``second_half_events_per_s``).
+  Then as many events again are published at once to the running job:
+  ``warm_events_per_s`` (see ``throughput``). At parallelism 1 (the job's
+  workers in its process) and 2 (a worker pool, a Python process per slot):
+  ``throughput_ratio_pN`` (cold) and ``warm_throughput_ratio_pN``.
+
+Each job runs in a process of its own (its LOOPBACK SDK worker with it, as
+under ``microtarget run``); the producer and the Redis polling run in the
+bench's process, so they do not share the job's interpreter lock.
 
 The pipeline runs ``--config`` (the full example config by default: patterns,
 rule segments and the online models; every user consents, as the events say
@@ -29,7 +36,7 @@ nothing of consent).
 
 The **baseline** is the least a Beam job on the same runner does with the same
 input: the same Kafka read (``transforms.kafka.ReadFromKafkaTopic``), JSON
-decode, and one Redis ``HINCRBY`` per event, which is what the probes wait
+decode, and one Redis ``INCR`` per event, which is what the probes wait
 for. Every figure is printed for both, with the ratio pipeline / baseline.
 The machine is shared and noisy: compare runs made side by side, not across
 days.
@@ -39,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -103,7 +111,7 @@ class _Counts:
 
 
 class _BaselineCount:
-    """One HINCRBY-like counter per user and event (the least a job writes to Redis)."""
+    """One INCR counter per user and event (the least a job writes to Redis)."""
 
     def __init__(self, url: str, namespace: str):
         self._url = url
@@ -193,6 +201,67 @@ def _start_job(kind, env, topic, namespace, parallelism, work, tuning):
     return result, stop
 
 
+def _job_main(spec: str) -> int:
+    """``--job-process SPEC``: submit the job SPEC names, say ``ready``, run until SIGTERM."""
+    import signal
+
+    args = json.loads(spec)
+    args["work"] = Path(args["work"])
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    _, stop = _start_job(**args)
+    print("ready", flush=True)
+    os.dup2(2, 1)  # nobody reads the pipe any more: what the job prints goes to its log
+    stopping.wait()
+    stop()
+    return 0
+
+
+def _run_job(kind, env, topic, namespace, parallelism, work, tuning):
+    """Start the job in a process of its own; returns what stops it (by its PID).
+
+    With LOOPBACK workers the job's Python SDK worker lives in the process
+    that submits it. The producer and the Redis polling stay here: in the job's
+    process they held its interpreter lock (py-spy with ``--gil``: the polling
+    alone took 28% of it with the full config, much less with the baseline's
+    plain counters), which measured the harness as much as the job.
+    """
+    import subprocess
+
+    work.mkdir(parents=True, exist_ok=True)
+    spec = {
+        "kind": kind,
+        "env": env,
+        "topic": topic,
+        "namespace": namespace,
+        "parallelism": parallelism,
+        "work": str(work),
+        "tuning": tuning,
+    }
+    log = open(work / "job.log", "w")  # noqa: SIM115 (closed by stop)
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--job-process", json.dumps(spec)],
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+    )
+    if child.stdout.readline().strip() != "ready":
+        child.wait()
+        log.close()
+        raise RuntimeError(f"the {kind} job's process exited with {child.returncode}: {work}")
+
+    def stop():
+        child.terminate()  # SIGTERM: the job is cancelled and its servers stop
+        try:
+            child.wait(120)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        log.close()
+
+    return stop
+
+
 def _producer(bootstrap):
     from confluent_kafka import Producer
 
@@ -229,7 +298,7 @@ def latency(
     ensure_topic(env["bootstrap"], topic, 2)
     client = redis.Redis.from_url(env["redis"])
     counts = _Counts(client, namespace, kind == "baseline")
-    result, stop = _start_job(kind, env, topic, namespace, 1, work, tuning)
+    stop = _run_job(kind, env, topic, namespace, 1, work, tuning)
     producer = _producer(env["bootstrap"])
     sent: dict[str, int] = {}
     try:
@@ -313,10 +382,69 @@ def latency(
     }
 
 
+def _drain(
+    counts, expected: dict, events: int, kind: str, start: float | None, base: dict | None = None
+) -> dict:
+    """Poll Redis until every user shows ``expected``; the rate of the ``events`` sent since.
+
+    ``base``: what each user showed before those events (all its earlier ones).
+    The rate counts from ``start``, or (None) from when the first event showed;
+    the second half's, from when half of them had.
+    """
+    users = list(expected)
+    base = base or dict.fromkeys(users, 0)  # what the users showed before these events
+    first = half = None
+    seen = complete = half_seen = 0
+    deadline = time.monotonic() + 1200
+    while users and time.monotonic() < deadline:
+        # It reads only users still short of their events and, while the job is far from
+        # done, once a second.
+        partial, short = 0, []
+        for user, n in zip(users, counts.read(users), strict=True):
+            if n >= expected[user]:
+                complete += expected[user] - base[user]
+            else:
+                short.append(user)
+                partial += n - base[user]
+        users, seen = short, complete + partial
+        if seen and first is None:
+            first = time.monotonic()
+        if seen >= events // 2 and half is None:
+            half, half_seen = time.monotonic(), seen
+        if users:
+            near = first is None or seen >= 0.9 * events or kind == "baseline"
+            time.sleep(0.25 if near else 1.0)
+    finished = time.monotonic()
+    origin = first if start is None else start
+    return {
+        "counted": seen,
+        "first": first,
+        "seconds": round(finished - origin, 2) if origin else None,
+        "events_per_s": round(seen / (finished - origin), 1) if origin else 0.0,
+        "second_half_events_per_s": (
+            round((seen - half_seen) / (finished - half), 1)
+            if half is not None and finished > half
+            else None
+        ),
+    }
+
+
 def throughput(
     kind: str, env: dict, events: int, parallelism: int, work: Path, tuning: dict
 ) -> dict:
-    """Events per second through a backlog of ``events`` published before the job starts."""
+    """Events per second through a backlog of ``events``, cold and then warm.
+
+    * cold: the events are published before the job starts; the rate counts
+      from the first profile write to the last event counted. It includes the
+      runner's own warm-up: the JVM compiles the Flink and Beam code it runs
+      for the first minutes (its JIT compiler took 68% of a core 60 s into a
+      run with the full config), and the job's first checkpoint;
+    * warm: once the cold backlog is through, the same number of events more
+      is published at once (faster than either job takes them, so a backlog
+      builds up) and the rate counts from the first of them counted to the
+      last (``warm_first_s``: how long after publishing began the first one
+      showed). This is the rate of a job that has been running a while.
+    """
     import redis
 
     from runners.kafka_cmd import ensure_topic
@@ -333,31 +461,21 @@ def throughput(
     counts = _Counts(client, namespace, kind == "baseline")
     users = [f"u{i}" for i in range(USERS)]
     submitted = time.monotonic()
-    result, stop = _start_job(kind, env, topic, namespace, parallelism, work, tuning)
+    stop = _run_job(kind, env, topic, namespace, parallelism, work, tuning)
     expected = {user: events // USERS + (i < events % USERS) for i, user in enumerate(users)}
-    first = None
-    seen = complete = 0
     try:
-        deadline = time.monotonic() + 1200
-        while users and time.monotonic() < deadline:
-            # With LOOPBACK workers this loop shares the job's interpreter: it reads only
-            # users still short of their events and, while the job is far from done, the
-            # pipeline's profiles (JSON to decode) once a second (16% of the process's
-            # CPU at four full reads a second, py-spy).
-            partial, short = 0, []
-            for user, n in zip(users, counts.read(users), strict=True):
-                if n >= expected[user]:
-                    complete += n
-                else:
-                    short.append(user)
-                    partial += n
-            users, seen = short, complete + partial
-            if seen and first is None:
-                first = time.monotonic()
-            if users:
-                near = first is None or seen >= 0.9 * events or kind == "baseline"
-                time.sleep(0.25 if near else 1.0)
-        finished = time.monotonic()
+        cold = _drain(counts, expected, events, kind, None)
+        # Later in event time than everything before, so nothing is late.
+        now = max(int(time.time() * 1000), now + 1)
+        started = time.monotonic()
+        for i in range(events, 2 * events):
+            _send(producer, topic, _event(i, now + i - events))
+            producer.poll(0)
+        producer.flush()
+        published = time.monotonic() - started
+        # From the first of them counted, as cold: a job idle a moment takes a few seconds
+        # to poll Kafka again (the bare job too), which is latency, not throughput.
+        warm = _drain(counts, {u: 2 * n for u, n in expected.items()}, events, kind, None, expected)
     finally:
         stop()
         client.close()
@@ -365,14 +483,23 @@ def throughput(
         "kind": kind,
         "parallelism": parallelism,
         "events": events,
-        "counted": seen,
-        "startup_s": round(first - submitted, 1) if first else None,
-        "seconds": round(finished - first, 2) if first else None,
-        "events_per_s": round(seen / (finished - first), 1) if first else 0.0,
+        "counted": cold["counted"],
+        "startup_s": round(cold["first"] - submitted, 1) if cold["first"] else None,
+        "seconds": cold["seconds"],
+        "events_per_s": cold["events_per_s"],
+        "second_half_events_per_s": cold["second_half_events_per_s"],
+        "warm_counted": warm["counted"],
+        "warm_publish_s": round(published, 2),
+        "warm_seconds": warm["seconds"],
+        "warm_events_per_s": warm["events_per_s"],
+        "warm_first_s": round(warm["first"] - started, 1) if warm["first"] else None,
     }
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["--job-process"]:
+        return _job_main(argv[1])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--rate", default="100,1000", help="latency runs: events per second, e.g. 100,1000"
@@ -462,7 +589,14 @@ def main(argv=None) -> int:
             report[f"throughput_ratio_p{parallelism}"] = round(
                 rows["pipeline"]["events_per_s"] / rows["baseline"]["events_per_s"], 3
             )
-    figures = {k: v for k, v in report.items() if k.startswith(("latency_", "throughput_"))}
+            if rows["baseline"]["warm_events_per_s"]:
+                report[f"warm_throughput_ratio_p{parallelism}"] = round(
+                    rows["pipeline"]["warm_events_per_s"] / rows["baseline"]["warm_events_per_s"],
+                    3,
+                )
+    figures = {
+        k: v for k, v in report.items() if k.startswith(("latency_", "throughput_", "warm_"))
+    }
     print(json.dumps(figures))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
