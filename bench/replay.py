@@ -159,7 +159,7 @@ def user_facts(path: str) -> dict:
     import zlib
     from collections import Counter, defaultdict
 
-    from models import session, timeline
+    from models import learning, session, timeline
     from models.events import PRODUCT_VIEW, user_key
     from models.patterns import compile_pattern
     from models.segments import compile_segments
@@ -178,7 +178,8 @@ def user_facts(path: str) -> dict:
         by_user[user_key(event)].append(event)
         if event["event_type"] == PRODUCT_VIEW and event.get("category") is not None:
             categories[event["category"]] += 1
-    sizes, models = [], Counter()
+    sizes, models, sharded = [], Counter(), Counter()
+    shards = 8 if config.models.shards == 4 else 4  # and as many shards as the config's next to it
     for user, events in by_user.items():
         events.sort(key=lambda e: e["timestamp"])
         items = [timeline.event_item(e) for e in events]
@@ -191,7 +192,10 @@ def user_facts(path: str) -> dict:
                 acc, last = session.add(acc, event), event["timestamp"]
         state = timeline.new_user_state(user)
         step = timeline.advance(params, state, items, max(item[0] for item in items))
-        models.update(model_input["model"] for model_input in step.model_inputs)
+        for model_input in step.model_inputs:
+            name = model_input["model"]
+            models[learning.learner_key(name, user, config.models.shards)] += 1
+            sharded[learning.learner_key(name, user, shards)] += 1
         sizes.append(len(pickle.dumps(state, pickle.HIGHEST_PROTOCOL)))
     sizes.sort()
 
@@ -219,7 +223,8 @@ def user_facts(path: str) -> dict:
                 Counter({u: len(e) for u, e in by_user.items()})
             ),
             "TrendingItems (category)": spread(categories),
-            "LearnOnline (model)": spread(models),
+            f"LearnOnline (model, models.shards {config.models.shards})": spread(models),
+            f"LearnOnline (model, models.shards {shards})": spread(sharded),
         },
     }
 

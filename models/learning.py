@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import zlib
 from array import array
 from dataclasses import dataclass
 from operator import itemgetter
@@ -55,7 +56,14 @@ def order(item: dict) -> tuple:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What a model is: its name, kind (``classifier`` or ``clusterer``), settings."""
+    """What a model is: its name, kind (``classifier`` or ``clusterer``), settings.
+
+    ``shards``: how many independent copies of the model run, each learning
+    from and scoring the users whose pseudonym hashes to it (``shard_of``).
+    One copy sees every example in one order on one key, so one worker does
+    all of a model's work; with N copies the work spreads over N keys, and
+    each copy learns from about 1/N of the examples.
+    """
 
     name: str
     kind: str = "classifier"
@@ -63,6 +71,37 @@ class ModelSpec:
     l2: float = 0.0001
     clusters: int = 4
     drift_delta: float = 0.002
+    shards: int = 1
+
+
+def shard_of(user_id: str, shards: int) -> int:
+    """The shard of a user's model inputs: a stable hash of the pseudonym, modulo ``shards``.
+
+    >>> shard_of("u1", 1), shard_of("u1", 4) == shard_of("u1", 4)
+    (0, True)
+    """
+    return zlib.crc32(user_id.encode()) % shards if shards > 1 else 0
+
+
+def learner_key(model: str, user_id: str, shards: int) -> str:
+    """The key a model input is learned under: the model's name, or ``NAME:SHARD``.
+
+    >>> learner_key("churn_risk", "u1", 1)
+    'churn_risk'
+    >>> learner_key("churn_risk", "u1", 4) in {f"churn_risk:{k}" for k in range(4)}
+    True
+    """
+    return f"{model}:{shard_of(user_id, shards)}" if shards > 1 else model
+
+
+def split_key(key: str) -> tuple[str, int | None]:
+    """``learner_key``'s key -> (model name, shard or None).
+
+    >>> split_key("clusters"), split_key("clusters:3")
+    (('clusters', None), ('clusters', 3))
+    """
+    name, _, shard = key.partition(":")
+    return name, int(shard) if shard else None
 
 
 def _clip(p: float) -> float:
@@ -151,8 +190,9 @@ class _Metrics:
 class OnlineClassifier:
     """A probability of a binary outcome, learned online, with progressive metrics."""
 
-    def __init__(self, spec: ModelSpec):
+    def __init__(self, spec: ModelSpec, shard: int | None = None):
         self.spec = spec
+        self.shard = shard
         self.version = 1
         self.model = self._new_model()
         self.metrics = _Metrics()
@@ -214,6 +254,7 @@ class OnlineClassifier:
             weights[name] = round(float(weight), 6)
         return {
             "model": self.spec.name,
+            **_shard_fields(self),
             "kind": "classifier",
             "version": self.version,
             "samples": self.metrics.n,
@@ -230,8 +271,9 @@ class OnlineClassifier:
 class OnlineClusterer:
     """Users' feature vectors grouped online (river's KMeans after a scaler)."""
 
-    def __init__(self, spec: ModelSpec):
+    def __init__(self, spec: ModelSpec, shard: int | None = None):
         self.spec = spec
+        self.shard = shard
         self.version = 1
         self.scaler = preprocessing.StandardScaler()
         self.model = cluster.KMeans(n_clusters=spec.clusters, halflife=0.5, sigma=1.0, seed=7)
@@ -291,6 +333,7 @@ class OnlineClusterer:
         }
         return {
             "model": self.spec.name,
+            **_shard_fields(self),
             "kind": "clusterer",
             "version": self.version,
             "samples": self.n,
@@ -302,9 +345,67 @@ class OnlineClusterer:
         }
 
 
-def new_model(spec: ModelSpec):
-    """A fresh model of the spec's kind."""
-    return OnlineClassifier(spec) if spec.kind == "classifier" else OnlineClusterer(spec)
+def new_model(spec: ModelSpec, shard: int | None = None):
+    """A fresh model of the spec's kind (``shard``: which copy, when it has several)."""
+    kind = OnlineClassifier if spec.kind == "classifier" else OnlineClusterer
+    return kind(spec, shard)
+
+
+def _shard_fields(model) -> dict:
+    shard = getattr(model, "shard", None)  # a model pickled before shards has none
+    return {} if shard is None else {"shard": shard, "shards": model.spec.shards}
+
+
+def combine(summaries: list[dict]) -> dict:
+    """The summaries of a model's shards as one: what ``evaluate`` reports for a sharded model.
+
+    Samples add up. Each metric is the shards' mean weighted by their
+    samples: exact for the log loss (a mean over examples), an approximation
+    for ROC AUC (pairs across shards are not compared) and the silhouette.
+    ``version`` is the highest of the shards'.
+
+    >>> a = {"model": "m", "version": 1, "samples": 1, "metrics": {"log_loss": 0.2}}
+    >>> b = {"model": "m", "version": 2, "samples": 3, "metrics": {"log_loss": 0.6}}
+    >>> combined = combine([a, b])
+    >>> combined["samples"], combined["version"], combined["metrics"], combined["shards"]
+    (4, 2, {'log_loss': 0.5}, 2)
+    """
+    if len(summaries) == 1:
+        return summaries[0]
+
+    def mean(reports: list[tuple[dict, int]]) -> dict:
+        out = {}
+        for name in sorted({name for report, _ in reports for name in report}):
+            pairs = [(r[name], n) for r, n in reports if r.get(name) is not None and n]
+            if name == "samples":
+                out[name] = sum(r.get(name) or 0 for r, _ in reports)
+            elif pairs:
+                out[name] = round(sum(v * n for v, n in pairs) / sum(n for _, n in pairs), 6)
+            else:
+                out[name] = None
+        return out
+
+    weighted = [(s.get("metrics") or {}, s["samples"]) for s in summaries]
+    baselines = {}
+    for name in sorted({b for s in summaries for b in s.get("baselines") or {}}):
+        reports = [s["baselines"][name] for s in summaries if name in (s.get("baselines") or {})]
+        baselines[name] = mean([(r, r.get("samples") or 0) for r in reports])
+    out = {
+        "model": summaries[0]["model"],
+        "shards": len(summaries),
+        "version": max(s["version"] for s in summaries),
+        "samples": sum(s["samples"] for s in summaries),
+        "metrics": mean(weighted),
+    }
+    if baselines:
+        out["baselines"] = baselines
+    return out
+
+
+def summary_name(summary: dict) -> str:
+    """What a summary is stored and reported under: the model's name, or ``NAME:SHARD``."""
+    shard = summary.get("shard")
+    return summary["model"] if shard is None else f"{summary['model']}:{shard}"
 
 
 def restart(checkpoints: list[tuple[int, bytes]], log: list[dict], since: int):
@@ -443,9 +544,8 @@ def _feed(model, items) -> tuple[list[dict], list[dict]]:
         if item["kind"] == EXAMPLE:
             done = model.learn(item["x"], item["y"], item["at"])
             if done["drift"]:
-                drifts.append(
-                    {"model": model.spec.name, "version": model.version, "at": item["at"]}
-                )
+                drift_event = {"model": model.spec.name, "version": model.version, "at": item["at"]}
+                drifts.append({**drift_event, **_shard_fields(model)})
         else:
             scores.append(
                 {

@@ -231,6 +231,14 @@ class ModelsConfig(_Section):
         ge=0,
         description="How far behind the watermark the learners stay, to keep their order.",
     )
+    shards: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Independent copies of each model, the users spread over them by a hash of "
+        "their pseudonym: a model's work spreads over that many keys (and workers), and each "
+        "copy learns from about 1/shards of the examples.",
+    )
     correction_horizon: Duration = Field(
         default=0,
         ge=0,
@@ -250,6 +258,7 @@ class ModelsConfig(_Section):
                 l2=self.l2,
                 clusters=self.clusters,
                 drift_delta=self.drift_delta,
+                shards=self.shards,
             )
             for name in self.enabled
         }

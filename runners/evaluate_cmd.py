@@ -57,15 +57,22 @@ def _by_prefix(totals: dict, prefix: str) -> dict:
 
 def report(client, namespace: str, config, totals: dict) -> dict:
     """The evaluation, from the replay's counters and what it left in Redis."""
+    from models.learning import combine
     from transforms.redis_sink import key
 
     models, baselines = {}, {}
+    shards = config.models.shards
     for name in config.models.enabled:
-        raw = client.hget(key(namespace, "model", name), "summary")
-        if raw is None:
+        names = [name] if shards == 1 else [f"{name}:{k}" for k in range(shards)]
+        raws = [client.hget(key(namespace, "model", n), "summary") for n in names]
+        found_summaries = [json.loads(raw) for raw in raws if raw is not None]
+        if not found_summaries:
             continue
-        summary = json.loads(raw)
+        # A model run as several shards: their metrics weighted by examples.
+        summary = combine(found_summaries)
         models[name] = {**summary["metrics"], "version": summary["version"]}
+        if shards > 1:
+            models[name]["shards"] = len(found_summaries)
         for baseline, metrics in (summary.get("baselines") or {}).items():
             baselines[f"{name}.{baseline}"] = metrics
     segments = {}
@@ -113,6 +120,13 @@ def format_report(found: dict) -> str:
         lines.append(
             f"  {name:<{width}} {_cell(m.get('roc_auc')):>8} {_cell(m.get('log_loss')):>9} "
             f"{_cell(m.get('silhouette')):>7}"
+        )
+    sharded = {name: m["shards"] for name, m in found["models"].items() if m.get("shards")}
+    if sharded:
+        counts = ", ".join(f"{name} {n}" for name, n in sharded.items())
+        lines.append(
+            f"  (shards: {counts}; each metric is the shards' mean weighted by their examples, "
+            "so ROC AUC compares no pair across shards)"
         )
     lines += [
         "",

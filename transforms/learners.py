@@ -3,6 +3,11 @@
 Input: model inputs from ``UserTimeline`` (``models.timeline``: examples when
 a label becomes known, requests for a user's current score), keyed here by
 model name, so each model is one key and learns on one worker, in one order.
+With ``models.shards`` N above 1 a model runs as N independent copies, keyed
+``NAME:SHARD`` (``models.learning.learner_key``: a hash of the user's
+pseudonym), each learning from and scoring its own users: the work of a
+model spreads over N keys, and each copy learns from about 1/N of the
+examples (what that costs in quality is in ``bench/RESULTS.md``).
 The DoFn holds the items in a bag and keeps a watermark timer; when it fires
 at ``T`` it feeds every held item at or before ``T - allowed_lateness`` to the
 model in ``models.learning.order`` (time, then user, examples first). The
@@ -48,7 +53,8 @@ Outputs: ``scores`` (main: user, model, version, score, at), ``summaries``
 ``drifts`` (a new model version started, for the topic).
 
 A single learner is a bound on throughput: ``bench/learners.py`` measures
-its updates per second.
+its updates per second; shards lift that bound where there are workers to
+spread them over.
 """
 
 from __future__ import annotations
@@ -71,7 +77,7 @@ HOUR_MS = 3_600_000
 
 def report_metrics(summary: dict) -> None:
     """The model's progressive metrics as pipeline gauges (millionths: gauges are integers)."""
-    name = summary["model"]
+    name = learning.summary_name(summary)
     for metric, value in (summary.get("metrics") or {}).items():
         if value is not None and metric != "samples":
             gauge = beam.metrics.Metrics.gauge(NAMESPACE, f"model_{metric}_x1e6.{name}")
@@ -80,13 +86,20 @@ def report_metrics(summary: dict) -> None:
     beam.metrics.Metrics.gauge(NAMESPACE, f"model_version.{name}").set(summary["version"])
 
 
-def _item(model_input: dict):
-    return model_input["model"], (model_input["at"], model_input)
+class _Keyed:
+    """A model input keyed for its learner (``models.learning.learner_key``)."""
 
+    def __init__(self, specs: dict[str, learning.ModelSpec], packed: bool):
+        self._shards = {name: spec.shards for name, spec in specs.items()}
+        self._packed = packed
 
-def _packed(model_input: dict):
-    # Grouped and held all at once in batch: compact (models.learning.pack).
-    return model_input["model"], learning.pack(model_input)
+    def __call__(self, model_input: dict):
+        name = model_input["model"]
+        key = learning.learner_key(name, model_input["user_id"], self._shards[name])
+        if self._packed:
+            # Grouped and held all at once in batch: compact (models.learning.pack).
+            return key, learning.pack(model_input)
+        return key, (model_input["at"], model_input)
 
 
 class _LearnFn(beam.DoFn):
@@ -131,7 +144,8 @@ class _LearnFn(beam.DoFn):
     ):
         released, pending = ordering.clock(clock)
         buffer = pickled.bag(buffer)
-        name, item = keyed
+        key, item = keyed
+        name, _ = learning.split_key(key)
         passed = ordering.hold(item, buffer, released, pending, release, self._lateness)
         if passed is None:
             return
@@ -162,6 +176,7 @@ class _LearnFn(beam.DoFn):
         newest=beam.DoFn.StateParam(NEWEST),
         rewind=beam.DoFn.StateParam(REWIND),
     ):
+        name, shard = learning.split_key(key)
         released, pending = ordering.clock(clock)
         buffer = pickled.bag(buffer)
         model = pickled.cell(model)
@@ -188,10 +203,10 @@ class _LearnFn(beam.DoFn):
                 _rewrite(log, older)
                 newest.write(points[-1][0])
                 items = again + items
-                self._counts.inc(f"model_corrections.{key}", 1)
-                self._counts.inc(f"model_inputs_learned_again.{key}", len(again))
+                self._counts.inc(f"model_corrections.{name}", 1)
+                self._counts.inc(f"model_inputs_learned_again.{name}", len(again))
         if learner is None:
-            learner = model.read() or learning.new_model(self._specs[key])
+            learner = model.read() or learning.new_model(self._specs[name], shard)
         if self._correcting and before is None:
             # The model before anything: a correction can reach back to the first item.
             start = min(ts for ts, _ in ready) - 1
@@ -206,11 +221,11 @@ class _LearnFn(beam.DoFn):
             self._checkpoint(learner, released.read(), checkpoints, log, floor, newest)
         # Examples learned once each: what a correction learns again is counted apart.
         examples = sum(1 for item in items[len(again) :] if item["kind"] == learning.EXAMPLE)
-        self._counts.inc(f"model_updates.{key}", examples)
-        self._counts.inc(f"model_scores.{key}", len(scores))
+        self._counts.inc(f"model_updates.{name}", examples)
+        self._counts.inc(f"model_scores.{name}", len(scores))
         yield from scores
         for event in drifts:
-            self._counts.inc(f"model_drifts.{key}", 1)
+            self._counts.inc(f"model_drifts.{name}", 1)
             yield beam.pvalue.TaggedOutput(DRIFTS, event)
         summary = learner.summary()
         report_metrics(summary)
@@ -252,8 +267,9 @@ class _LearnAllFn(beam.DoFn):
         self._counts = Counters()
 
     def process(self, grouped):
-        name, packed = grouped
-        learner = learning.new_model(self._specs[name])
+        key, packed = grouped
+        name, shard = learning.split_key(key)
+        learner = learning.new_model(self._specs[name], shard)
         scores, drifts = learning.feed_packed(learner, packed)
         summary = learner.summary()
         self._counts.inc(f"model_updates.{name}", summary["samples"])
@@ -284,7 +300,9 @@ class LearnOnline(beam.PTransform):
     def expand(self, model_inputs):
         inputs = model_inputs | "IntoGlobalWindow" >> beam.WindowInto(GlobalWindows())
         if self._streaming or not inputs.is_bounded:
-            keyed = inputs | "KeyByModel" >> beam.Map(_item).with_output_types(tuple[str, tuple])
+            keyed = inputs | "KeyByModel" >> beam.Map(_Keyed(self._specs, False)).with_output_types(
+                tuple[str, tuple]
+            )
             learn = beam.ParDo(self._fn)
         else:
             # A bounded input: every item is there once grouped, so the same order needs no
@@ -292,7 +310,8 @@ class LearnOnline(beam.PTransform):
             # timer-driven stateful step read it.)
             keyed = (
                 inputs
-                | "KeyByModel" >> beam.Map(_packed).with_output_types(tuple[str, tuple])
+                | "KeyByModel"
+                >> beam.Map(_Keyed(self._specs, True)).with_output_types(tuple[str, tuple])
                 | "GroupByModel" >> beam.GroupByKey()
             )
             learn = beam.ParDo(_LearnAllFn(self._specs))

@@ -12,9 +12,11 @@ Written by hand (Beam has no Redis sink for Python).
     ``version`` (examples learned: only grows), ``model_version``, the
     progressive metrics (``roc_auc``, ``log_loss`` or ``silhouette``) and
     ``summary``: the model's JSON summary (weights or cluster centres, sizes,
-    metrics, baselines). Never a pickle.
+    metrics, baselines). Never a pickle. A model run as ``models.shards``
+    copies has one such hash per copy, ``mt:NS:model:NAME:SHARD``, and none
+    under its bare name (``runners.evaluate_cmd`` combines them).
 ``mt:NS:topic:models`` (stream)
-    ``model_drift`` events: ``model``, ``version``, ``at``.
+    ``model_drift`` events: ``model``, ``version``, ``at`` (and ``shard``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 
 import apache_beam as beam
 
+from models.learning import summary_name
 from transforms.redis_sink import (
     BatchedRedisFn,
     _CasWriteFn,
@@ -67,7 +70,7 @@ def model_write(namespace: str, summary: dict, ttl: dict[str, int]) -> tuple[lis
         if value is not None and name != "samples":
             pairs += [name, repr(value)]
     pairs += ["summary", canonical_json(summary)]
-    name = key(namespace, "model", summary["model"])
+    name = key(namespace, "model", summary_name(summary))
     return [name, name], [summary["samples"], "", 0, len(pairs) // 2, *pairs]
 
 
@@ -83,9 +86,11 @@ class _DriftFn(beam.DoFn):
         self._client = connect(self._url)
 
     def process(self, event):
-        guard = key(self._namespace, "model-drift", f"{event['model']}:{event['version']}")
+        guard = key(self._namespace, "model-drift", f"{summary_name(event)}:{event['version']}")
         if self._client.set(guard, event["at"], nx=True):
             fields = {"model": event["model"], "version": event["version"], "at": event["at"]}
+            if event.get("shard") is not None:
+                fields["shard"] = event["shard"]
             self._client.xadd(key(self._namespace, "topic", "models"), fields)
 
     def teardown(self):

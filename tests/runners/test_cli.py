@@ -253,6 +253,43 @@ def test_evaluate_reports_models_baselines_segments_and_lift(
     assert "pattern:cart_abandonment" in found["lift"]
 
 
+def test_sharded_models_write_a_summary_per_shard_and_evaluate_combines_them(
+    generated, tmp_path, redis_url, namespace, capsys
+):
+    import redis
+
+    out = tmp_path / "evaluation.json"
+    config = tmp_path / "sharded.yaml"
+    config.write_text("models:\n  enabled: [purchase_intent, clusters]\n  shards: 2\n")
+    code = cli.main(
+        ["evaluate", str(generated), "--redis", redis_url, "--namespace", namespace]
+        + ["--config", str(config), "--json", str(out), "--quiet", "--dead-letters", str(tmp_path)]
+    )
+    assert code == 0
+    assert "shards: purchase_intent 2, clusters 2" in capsys.readouterr().out
+    found = json.loads(out.read_text())["models"]
+    client = redis.Redis.from_url(redis_url)
+    for name in ("purchase_intent", "clusters"):
+        assert not client.exists(f"mt:{namespace}:model:{name}")
+        shards = [
+            json.loads(client.hget(f"mt:{namespace}:model:{name}:{k}", "summary")) for k in range(2)
+        ]
+        assert [s["shard"] for s in shards] == [0, 1] and {s["shards"] for s in shards} == {2}
+        assert all(s["samples"] > 0 for s in shards)
+        assert found[name]["shards"] == 2
+    assert found["purchase_intent"]["samples"] == sum(
+        json.loads(client.hget(f"mt:{namespace}:model:purchase_intent:{k}", "summary"))["samples"]
+        for k in range(2)
+    )
+    intent = found["purchase_intent"]
+    weighted = sum(s["metrics"]["log_loss"] * s["samples"] for s in (
+        json.loads(client.hget(f"mt:{namespace}:model:purchase_intent:{k}", "summary"))
+        for k in range(2)
+    )) / intent["samples"]  # fmt: skip
+    assert intent["log_loss"] == round(weighted, 6)
+    client.close()
+
+
 def test_bad_segment_fails_at_start_naming_segment_and_field(
     generated, tmp_path, redis_url, capsys
 ):

@@ -105,3 +105,50 @@ def test_without_a_horizon_a_late_example_is_dropped():
     final = max(found["summaries"], key=lambda s: s["samples"])
     assert final["samples"] == summary["samples"] == 120
     assert final == summary
+
+
+def _run_sharded(items, spec, streaming):
+    COLLECTED.clear()
+    options = PipelineOptions([])
+    options.view_as(StandardOptions).streaming = streaming
+    runner = "BundleBasedDirectRunner" if streaming else "FnApiRunner"
+    with beam.Pipeline(runner=runner, options=options) as pipeline:
+        if streaming:
+            source = pipeline | _stream(items, items[0])
+        else:
+            source = pipeline | beam.Create(items) | beam.Map(_timed)
+        learned = source | LearnOnline({spec.name: spec}, 0, streaming=streaming)
+        _ = learned.scores | "Scores" >> beam.ParDo(_Collect("scores"))
+        _ = learned[SUMMARIES] | "Summaries" >> beam.ParDo(_Collect("summaries"))
+    return COLLECTED.get("scores", []), COLLECTED.get("summaries", [])
+
+
+def test_sharded_learners_each_learn_and_score_only_their_users_in_order():
+    spec = learning.ModelSpec("purchase_intent", shards=3)
+    items = _inputs()
+    by_shard: dict[int, list] = {}
+    for item in items:
+        by_shard.setdefault(learning.shard_of(item["user_id"], 3), []).append(item)
+    assert len(by_shard) == 3 and all(len(group) > 20 for group in by_shard.values())
+    want_scores, want_summaries = {}, {}
+    for shard, group in by_shard.items():
+        model = learning.new_model(spec, shard)
+        scores, _ = learning.feed(model, group)
+        want_scores.update({(s["user_id"], s["at"]): s for s in scores})
+        want_summaries[shard] = model.summary()
+    # One model over every user learns from all of them: the shards differ from it.
+    whole = learning.new_model(learning.ModelSpec("purchase_intent"))
+    learning.feed(whole, items)
+    assert whole.summary()["weights"] != want_summaries[0]["weights"]
+
+    # The first item comes again at the end of the stream: late, dropped and counted.
+    for streaming in (True, False):
+        scores, summaries = _run_sharded(items, spec, streaming)
+        assert {(s["user_id"], s["at"]): s for s in scores} == want_scores
+        final = {}
+        for summary in summaries:
+            shard = summary["shard"]
+            if shard not in final or summary["samples"] >= final[shard]["samples"]:
+                final[shard] = summary
+        assert final == want_summaries, streaming
+        assert {s["shards"] for s in final.values()} == {3}
