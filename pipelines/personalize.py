@@ -30,7 +30,7 @@ from pipelines.keys import KeySource, PseudonymKeyError, resolve
 from pipelines.options import PersonalizeOptions, unknown_flags
 from pipelines.sinks import attach_sinks, beam_temp_dirs, dead_letters_prefix
 from pipelines.summary import counters, format_summary, summarize, verdict
-from transforms.dedupe import DeduplicateEvents, each_event
+from transforms.dedupe import DeduplicateEvents, by_user, each_event
 from transforms.learners import LearnOnline
 from transforms.privacy import Pseudonymize
 from transforms.sources import DecodeEvents, ReadEvents
@@ -71,17 +71,32 @@ def build(
     protected = decoded.events | "Pseudonymize" >> Pseudonymize(
         config.privacy_params(b""), key_source
     )
-    # Unique events, keyed by user. A bounded input in batch is grouped by user once, here:
-    # the timeline takes the groups, the steps of single events each event of them.
+    # Sessions, the profile, DetectPatterns and GovernTriggers share the user's event-time
+    # order. A bounded input in batch is grouped by user once, in Deduplicate: the timeline
+    # takes the groups, the steps of single events each event of them. Otherwise the
+    # timeline's one stateful step per user drops the copies too, and gives the unique
+    # events for the steps of single events.
     batch = not streaming and protected.is_bounded
-    unique = protected | "Deduplicate" >> DeduplicateEvents(
-        config.dedupe.horizon, lateness, grouped=batch
+    timeline_args = dict(
+        patterns=config.patterns,
+        segments=config.segments,
+        allowed_lateness_ms=lateness,
+        streaming=streaming,
     )
-    keyed = (
-        unique | "EachEvent" >> beam.FlatMap(each_event).with_output_types(tuple[str, dict])
-        if batch
-        else unique
-    )
+    if batch:
+        unique = protected | "Deduplicate" >> DeduplicateEvents(config.dedupe.horizon, lateness)
+        keyed = unique | "EachEvent" >> beam.FlatMap(each_event).with_output_types(tuple[str, dict])
+        timeline = unique | "UserTimeline" >> UserTimeline(
+            config.timeline_params(), grouped=True, **timeline_args
+        )
+    else:
+        keyed_events = protected | "KeyByUser" >> beam.Map(by_user).with_output_types(
+            tuple[str, dict]
+        )
+        timeline = keyed_events | "UserTimeline" >> UserTimeline(
+            config.timeline_params(), dedupe_horizon_ms=config.dedupe.horizon, **timeline_args
+        )
+        keyed = timeline.unique
     # Trending items are aggregates without users; an event that says no to analytics
     # is not counted even there (inherited consent is known only in the timeline).
     counted = keyed | "AnalyticsConsent" >> beam.Filter(_analytics_allowed).with_output_types(
@@ -89,16 +104,6 @@ def build(
     )
     trending = counted | "TrendingItems" >> TrendingItems(
         config.rolling.size, config.rolling.period, config.rolling.trending_top, lateness
-    )
-    # Sessions, the profile, DetectPatterns and GovernTriggers share the user's event-time
-    # order.
-    timeline = unique | "UserTimeline" >> UserTimeline(
-        config.timeline_params(),
-        patterns=config.patterns,
-        segments=config.segments,
-        allowed_lateness_ms=lateness,
-        streaming=streaming,
-        grouped=batch,
     )
     specs = config.models.specs()
     behind = max(lateness, config.models.allowed_lateness, learner_lateness_ms)

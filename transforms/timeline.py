@@ -1,12 +1,21 @@
 """UserTimeline: one user's events, sessions and rolling metrics, in event-time order.
 
-Input: ``(user, event)`` pairs, bounded or not, in any order. Their
-sessions are cut by ``SummarizeSessions`` into ``(user, timeline item)``
-pairs (see ``models.timeline``), merged with the events, and the DoFn runs
-in the global window, keyed by user:
+Input: ``(user, event)`` pairs, bounded or not, in any order. The DoFn runs
+in the global window, keyed by user, and is the one stateful step per user
+of a live job:
 
-* every item is buffered in state, and an event-time timer is set at
+* with ``dedupe_horizon_ms``, a copy of an event id the user sent within the
+  horizon is dropped first (``models.dedupe``; the ids live in a cell of
+  their own and are pruned at each release once the watermark has passed
+  their expiry), and each unique event goes to the ``unique`` output for the
+  steps that take single events (trending);
+* every event is buffered in state, and an event-time timer is set at
   ``timestamp + allowed_lateness``;
+* the released events are cut into sessions in their order
+  (``models.session``, as ``cut`` does and Beam's ``Sessions(gap)`` windows
+  would): the open session's accumulator waits in a cell, and a session is
+  summarized into a timeline item once the release reaches its last instant
+  (last event + gap - 1), for which the release timer is armed;
 * when the timer fires at ``T``, every buffered item at or before
   ``T - allowed_lateness`` is folded into the profile in
   ``(timestamp, id, kind)`` order, one profile snapshot is emitted, and the
@@ -24,17 +33,24 @@ are released all at once (``_ReleaseAllFn``), with the deadlines and the
 expiry that the timers would fire after them replayed in their order: the
 same answers without a state cell or a timer per user. A streaming run, or
 any unbounded input, takes the stateful way above. ``grouped=True`` takes
-that grouping as it comes from ``DeduplicateEvents(grouped=True)``,
+that grouping as it comes from ``DeduplicateEvents``,
 ``(user, [events])``, instead of grouping again.
+
+Dedupe, sessions and the timeline were three keyed steps, each with its own
+state, timers and shuffle of every event; on Flink each was a stage whose
+bundles cross to the Python worker and back. Folded into one step, an event
+crosses once.
 
 State per user: the buffer (cleared as it is released), one cell with the
 profile, the pattern automaton, the trigger governance and the matches still
 open for conversion counting (``models.timeline.new_user_state``), and one
 cell with the released-up-to time and the release timer's due time
-(``transforms.ordering.clock``); the buffer and the user cell hold pickled
-bytes (``transforms.pickled``). A cleanup timer at
-``last item + retention`` drops all of it for a user who went quiet (after
-firing any absence deadline still open).
+(``transforms.ordering.clock``), the open session's accumulator and the
+dedupe ids; the buffer, the user and session cells hold pickled bytes
+(``transforms.pickled``). A cleanup timer at ``last item + retention`` drops
+all of it for a user who went quiet (after firing any absence deadline still
+open; ids still inside the dedupe horizon, with a retention shorter than it,
+keep their cell until they expire).
 
 Patterns (``DetectPatterns``): every released event also advances the
 user's CEP automaton (``models.cep``), so matches come in event-time order.
@@ -74,17 +90,16 @@ from __future__ import annotations
 import dataclasses
 
 import apache_beam as beam
+from apache_beam.coders import PickleCoder
 from apache_beam.transforms import userstate
 from apache_beam.transforms.timeutil import TimeDomain
-from apache_beam.transforms.window import GlobalWindows
 
 from models import consent as cons
-from models import dead_letters, session, timeline
+from models import dead_letters, dedupe, session, timeline
 from models.patterns import PatternSpec, compile_pattern
 from models.segments import SegmentSpec, compile_segments
 from transforms import ordering, pickled, progress
 from transforms.metrics import Counters
-from transforms.sessions import SummarizeSessions
 
 NAMESPACE = "microtarget"
 DEAD_LETTERS = "dead_letters"
@@ -92,6 +107,7 @@ TRIGGERS = "triggers"
 ERASURES = "erasures"
 SEGMENT_CHANGES = "segment_changes"
 MODEL_INPUTS = "model_inputs"
+UNIQUE = "unique"
 STAGE = "UserTimeline"
 
 
@@ -142,9 +158,19 @@ class _TimelineFn(_Timeline):
     BUFFER = userstate.BagStateSpec("buffer", pickled.CODER)
     USER = userstate.ReadModifyWriteStateSpec("user", pickled.CODER)
     CLOCK = userstate.ReadModifyWriteStateSpec("clock", ordering.CLOCK_CODER)
+    # The open session's accumulator (models.session), of the events released so far.
+    SESSION = userstate.ReadModifyWriteStateSpec("session", pickled.CODER)
+    # The ids the user sent, with their event times (models.dedupe).
+    SEEN = userstate.ReadModifyWriteStateSpec("seen", PickleCoder())
     RELEASE = userstate.TimerSpec("release", TimeDomain.WATERMARK)
     DEADLINE = userstate.TimerSpec("deadline", TimeDomain.WATERMARK)
     CLEANUP = userstate.TimerSpec("cleanup", TimeDomain.WATERMARK)
+
+    def __init__(self, *args, dedupe_params: dedupe.DedupeParams | None = None):
+        super().__init__(*args)
+        self._dedupe = dedupe_params
+        self._unique = beam.metrics.Metrics.counter(NAMESPACE, "unique")
+        self._sessions = beam.metrics.Metrics.counter(NAMESPACE, "sessions")
 
     def process(
         self,
@@ -152,13 +178,22 @@ class _TimelineFn(_Timeline):
         buffer=beam.DoFn.StateParam(BUFFER),
         user=beam.DoFn.StateParam(USER),
         clock=beam.DoFn.StateParam(CLOCK),
+        seen=beam.DoFn.StateParam(SEEN),
         release=beam.DoFn.TimerParam(RELEASE),
         cleanup=beam.DoFn.TimerParam(CLEANUP),
     ):
+        key, event = keyed
+        if self._dedupe is not None:
+            memory = seen.read() or {}
+            if not dedupe.remember(self._dedupe, memory, event["event_id"], event["timestamp"]):
+                return
+            seen.write(memory)
+            self._unique.inc()
+            yield beam.pvalue.TaggedOutput(UNIQUE, keyed)
+        item = timeline.event_item(event)
         released, pending = ordering.clock(clock)
         buffer = pickled.bag(buffer)
         user = pickled.cell(user)
-        key, item = keyed
         too_late = ordering.hold(item, buffer, released, pending, release, self._lateness)
         if too_late is None:
             return
@@ -189,6 +224,8 @@ class _TimelineFn(_Timeline):
         buffer=beam.DoFn.StateParam(BUFFER),
         user=beam.DoFn.StateParam(USER),
         clock=beam.DoFn.StateParam(CLOCK),
+        session_cell=beam.DoFn.StateParam(SESSION),
+        seen=beam.DoFn.StateParam(SEEN),
         release=beam.DoFn.TimerParam(RELEASE),
         deadline=beam.DoFn.TimerParam(DEADLINE),
         cleanup=beam.DoFn.TimerParam(CLEANUP),
@@ -199,7 +236,58 @@ class _TimelineFn(_Timeline):
         if pending.read() is None:
             return  # a firing of a timer moved or spent since: nothing is held
         ready = ordering.release(fired, buffer, released, pending, release, self._lateness)
-        yield from self._advance(key, released.read(), ready, user, deadline, cleanup)
+        now = released.read()
+        ready = self._cut(key, ready, now, pickled.cell(session_cell), pending, release)
+        self._forget(seen, fired.micros // 1000)
+        yield from self._advance(key, now, ready, user, deadline, cleanup)
+
+    def _cut(self, key, ready, now, session_cell, pending, release) -> list:
+        """``ready`` and the sessions its events close (``models.session``, as ``cut`` does).
+
+        Sessions are cut from the events in the order they are released, so a
+        session is whole once the release reaches its last instant (its last
+        event + gap - 1, when Beam's session window would close); until then its
+        accumulator waits in ``SESSION`` and the release timer is armed for it.
+        """
+        gap = self._params.session_gap_ms
+        events = sorted((item for item in ready if item[2] == timeline.EVENT), key=_by_time)
+        acc = session_cell.read()
+        if acc is None and not events:
+            return ready
+        closed = []
+        for ts, _, _, event in events:
+            if acc is not None and ts - acc[1] >= gap:
+                closed.append(acc)
+                acc = None
+            acc = session.add(session.empty() if acc is None else acc, event)
+        if acc is not None and acc[1] + gap - 1 <= now:
+            closed.append(acc)
+            acc = None
+        if acc is None:
+            session_cell.clear()
+        elif events:
+            session_cell.write(acc)
+        if acc is not None:
+            ordering.arm(acc[1] + gap - 1 + self._lateness, pending, release)
+        if not closed:
+            return ready
+        self._sessions.inc(len(closed))
+        items = [timeline.session_item(session.finish(a, key), a[1] + gap - 1) for a in closed]
+        return [*ready, *items]
+
+    def _forget(self, seen, watermark_ms: int) -> None:
+        """Drop the ids the watermark has put beyond the dedupe horizon."""
+        if self._dedupe is None:
+            return
+        memory = seen.read()
+        if not memory:
+            return
+        size = len(memory)
+        dedupe.prune(self._dedupe, memory, watermark_ms)
+        if not memory:
+            seen.clear()
+        elif len(memory) < size:
+            seen.write(memory)
 
     @userstate.on_timer(DEADLINE)
     def on_deadline(
@@ -209,6 +297,7 @@ class _TimelineFn(_Timeline):
         buffer=beam.DoFn.StateParam(BUFFER),
         user=beam.DoFn.StateParam(USER),
         clock=beam.DoFn.StateParam(CLOCK),
+        session_cell=beam.DoFn.StateParam(SESSION),
         release=beam.DoFn.TimerParam(RELEASE),
         deadline=beam.DoFn.TimerParam(DEADLINE),
         cleanup=beam.DoFn.TimerParam(CLEANUP),
@@ -220,7 +309,9 @@ class _TimelineFn(_Timeline):
             return  # the user's state was dropped since the deadline was set
         # Everything up to the deadline is released first: a late B still cancels.
         ready = ordering.release(fired, buffer, released, pending, release, self._lateness)
-        yield from self._advance(key, released.read(), ready, user, deadline, cleanup)
+        now = released.read()
+        ready = self._cut(key, ready, now, pickled.cell(session_cell), pending, release)
+        yield from self._advance(key, now, ready, user, deadline, cleanup)
 
     def _advance(self, key, now, ready, user, deadline, cleanup):
         state = user.read()
@@ -247,6 +338,8 @@ class _TimelineFn(_Timeline):
         buffer=beam.DoFn.StateParam(BUFFER),
         user=beam.DoFn.StateParam(USER),
         clock=beam.DoFn.StateParam(CLOCK),
+        session_cell=beam.DoFn.StateParam(SESSION),
+        seen=beam.DoFn.StateParam(SEEN),
         deadline=beam.DoFn.TimerParam(DEADLINE),
         cleanup=beam.DoFn.TimerParam(CLEANUP),
     ):
@@ -264,15 +357,23 @@ class _TimelineFn(_Timeline):
             # Items still wait for release: they are newer activity, come back after them.
             cleanup.set(ordering.at(pending_at + self._retention))
             return
+        fired_ms = fired.micros // 1000
+        self._forget(seen, fired_ms)
+        memory = seen.read()
+        if memory:
+            # A retention shorter than the dedupe horizon: the ids are kept until they expire.
+            cleanup.set(ordering.at(dedupe.next_sweep(self._dedupe, memory)))
+            return
         if self._specs:
             # Absence deadlines before now fire first: a runner may fire this timer before
             # an earlier deadline timer of the same key.
-            now = fired.micros // 1000 - self._lateness
+            now = fired_ms - self._lateness
             yield from self._advance(key, now, [], user, deadline, cleanup)
         self._expired.inc()
         buffer.clear()
         user.clear()
         released.clear()
+        session_cell.clear()
         deadline.clear()
 
     def _late_letter(self, user: str, item: tuple, released_until: int) -> dict:
@@ -329,9 +430,12 @@ class _ReleaseAllFn(_Timeline):
         self._expired.inc()
 
 
-def _event_item(keyed):
-    user, event = keyed
-    return user, timeline.event_item(event)
+def _keyed(keyed: tuple) -> tuple:
+    return keyed
+
+
+def _by_time(item: tuple) -> tuple:
+    return item[0], item[1]
 
 
 class UserTimeline(beam.PTransform):
@@ -344,7 +448,10 @@ class UserTimeline(beam.PTransform):
     is still released in order. ``streaming``: release with state and timers even
     when the input is bounded (a bounded input in batch is grouped by user).
     ``grouped``: the input is already grouped, ``(user, [events])`` of a bounded
-    input in batch (``DeduplicateEvents(grouped=True)``).
+    input in batch (``DeduplicateEvents``).
+    ``dedupe_horizon_ms``: with state and timers, drop the copies of an event id
+    the user sent within this horizon first (``models.dedupe``), and give the
+    unique events as the ``unique`` output; None: the input is unique already.
     """
 
     def __init__(
@@ -356,18 +463,22 @@ class UserTimeline(beam.PTransform):
         allowed_lateness_ms: int = 0,
         streaming: bool = False,
         grouped: bool = False,
+        dedupe_horizon_ms: int | None = None,
     ):
         super().__init__()
         if grouped and streaming:
             raise ValueError("UserTimeline: a grouped input is released in batch, not streaming")
         params = dataclasses.replace(params, patterns=(), segments=())
         args = (params, patterns or {}, allowed_lateness_ms, params.retention_ms, segments)
-        self._fn = _TimelineFn(*args)
+        deduped = (
+            None
+            if dedupe_horizon_ms is None
+            else dedupe.DedupeParams(dedupe_horizon_ms, allowed_lateness_ms)
+        )
+        self._fn = _TimelineFn(*args, dedupe_params=deduped)
         self._all = _ReleaseAllFn(*args)
         self._streaming = streaming
         self._grouped = grouped
-        self._gap = params.session_gap_ms
-        self._lateness = allowed_lateness_ms
 
     def expand(self, events):
         if self._grouped:
@@ -375,14 +486,7 @@ class UserTimeline(beam.PTransform):
             release = "ReleaseAll" >> beam.ParDo(self._all)
         elif self._streaming or not events.is_bounded:
             # Typed, so the stateful step keys by a deterministic (string) coder.
-            items = events | "EventItems" >> beam.Map(_event_item).with_output_types(
-                tuple[str, tuple]
-            )
-            sessions = events | "SummarizeSessions" >> SummarizeSessions(self._gap, self._lateness)
-            items = (
-                items,
-                sessions | "SessionsIntoGlobalWindow" >> beam.WindowInto(GlobalWindows()),
-            ) | "Merge" >> beam.Flatten()
+            items = events | "Keyed" >> beam.Map(_keyed).with_output_types(tuple[str, dict])
             release = "ReleaseInOrder" >> beam.ParDo(self._fn)
         else:
             # A bounded input: every event is there once grouped, and one release of all
@@ -391,5 +495,11 @@ class UserTimeline(beam.PTransform):
             items = events | "GroupByUser" >> beam.GroupByKey()
             release = "ReleaseAll" >> beam.ParDo(self._all)
         return items | release.with_outputs(
-            DEAD_LETTERS, TRIGGERS, ERASURES, SEGMENT_CHANGES, MODEL_INPUTS, main="profiles"
+            DEAD_LETTERS,
+            TRIGGERS,
+            ERASURES,
+            SEGMENT_CHANGES,
+            MODEL_INPUTS,
+            UNIQUE,
+            main="profiles",
         )

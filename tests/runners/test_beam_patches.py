@@ -17,7 +17,7 @@ from apache_beam.transforms.window import TimestampedValue
 
 from models import timeline
 from runners import beam_patches
-from transforms.dedupe import _DeduplicateFn
+from transforms.learners import _LearnFn
 from transforms.timeline import _TimelineFn
 
 
@@ -108,7 +108,7 @@ def test_state_cache_sizing_weighs_plain_data_as_beam_does():
 def test_specs_cache_gives_the_specs_beam_inspects():
     from apache_beam.runners.direct import transform_evaluator
 
-    fns = [_TimelineFn(timeline.TimelineParams(), {}, 0, 1), _DeduplicateFn(None), _Sum()]
+    fns = [_TimelineFn(timeline.TimelineParams(), {}, 0, 1), _LearnFn({}, 0), _Sum()]
     own = [userstate.get_dofn_specs(fn) for fn in fns]
     assert beam_patches.apply("dofn_specs_cache")["dofn_specs_cache"]
     assert transform_evaluator.get_dofn_specs is userstate.get_dofn_specs

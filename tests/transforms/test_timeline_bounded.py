@@ -1,11 +1,12 @@
 """A bounded input's timeline, grouped by user, against the stateful one driven by timers.
 
-The ways (deduplicated with state or in the grouping, released by timers or
-at once) run in one batch pipeline over the same generated events with the
-full example config (patterns with absence deadlines, segments, models), and
-must give the same sessions, triggers, segment changes, model examples and
-final profiles. They differ only where releases fall: how many snapshots and
-score requests a user gets on the way.
+The ways (deduplicated and released by timers in the timeline's state,
+deduplicated in the grouping and released at once, or those unique events
+grouped again and released at once) run in one batch pipeline over the same
+generated events with the full example config (patterns with absence
+deadlines, segments, models), and must give the same sessions, triggers,
+segment changes, model examples and final profiles. They differ only where
+releases fall: how many snapshots and score requests a user gets on the way.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from apache_beam.utils.timestamp import Timestamp
 from models import personas, session, timeline
 from pipelines.config import load_config
 from tests.conftest import ROOT
-from transforms.dedupe import DeduplicateEvents, each_event
+from transforms.dedupe import DeduplicateEvents, by_user, each_event
 from transforms.sessions import SummarizeSessions
 from transforms.sources import DecodeEvents
 from transforms.timeline import UserTimeline
@@ -124,31 +125,43 @@ def test_grouped_release_gives_what_the_timers_give():
     lateness = config.timeline.allowed_lateness
     horizon = config.dedupe.horizon
     variants = {
-        # name: (deduplicated with state, or grouped; timeline released by timers, or at once)
+        # name: (deduplicated in the grouping, or in the timeline's state; released at once
+        # or by timers)
         "timers": (False, True),
-        "grouped": (False, False),
         "fold": (True, False),
     }
 
     def build(pipeline):
         events = pipeline | beam.Create(_raw(records)) | DecodeEvents()
         for name, (fold, streaming) in variants.items():
-            unique = events.events | f"Dedupe{name}" >> DeduplicateEvents(
-                horizon, lateness, grouped=fold
-            )
-            keyed = unique | f"Each{name}" >> beam.FlatMap(each_event) if fold else unique
-            _ = (
-                keyed
-                | f"Stamp{name}" >> beam.ParDo(_Stamped())
-                | f"Unique{name}" >> beam.ParDo(_Collect(f"unique:{name}"))
-            )
-            outputs = unique | f"Timeline{name}" >> UserTimeline(
-                params,
+            common = dict(
                 patterns=config.patterns,
                 segments=config.segments,
                 allowed_lateness_ms=lateness,
                 streaming=streaming,
-                grouped=fold,
+            )
+            if fold:
+                grouped = events.events | f"Dedupe{name}" >> DeduplicateEvents(horizon, lateness)
+                keyed = grouped | f"Each{name}" >> beam.FlatMap(each_event)
+                # The same unique events grouped by the timeline itself.
+                regrouped = keyed | "TimelineGrouped" >> UserTimeline(params, **common)
+                for output in OUTPUTS:
+                    tag = f"{output}:grouped"
+                    _ = regrouped[output] | f"Collect{tag}" >> beam.ParDo(_Collect(tag))
+                outputs = grouped | f"Timeline{name}" >> UserTimeline(
+                    params, grouped=True, **common
+                )
+            else:
+                outputs = (
+                    events.events
+                    | f"Key{name}" >> beam.Map(by_user).with_output_types(tuple[str, dict])
+                    | f"Timeline{name}" >> UserTimeline(params, dedupe_horizon_ms=horizon, **common)
+                )
+                keyed = outputs.unique
+            _ = (
+                keyed
+                | f"Stamp{name}" >> beam.ParDo(_Stamped())
+                | f"Unique{name}" >> beam.ParDo(_Collect(f"unique:{name}"))
             )
             for output in OUTPUTS:
                 tag = f"{output}:{name}"
