@@ -1,5 +1,12 @@
 """SummarizeSessions: Beam session windows and a CombineFn over the pure core.
 
+Not in the pipeline: ``UserTimeline`` cuts each user's sessions itself
+(``models.session.cut`` in batch, the same rule in its stateful step in a
+stream), one keyed step fewer. This transform is the reference that rule is
+tested against (``tests/transforms/test_timeline_bounded.py``: the cut
+sessions are Beam's session windows), and a windowed session summary for
+anyone who wants one.
+
 Input: ``(user, event)`` pairs with event-time timestamps, bounded or not.
 Output: ``(user, timeline item)`` pairs carrying one summary per session,
 timestamped at the end of the session window (last event + gap), which is
