@@ -155,8 +155,8 @@ def user_facts(path: str) -> dict:
       but spreads alike). 0.5 is an even spread, 1.0 one worker doing it all.
     """
     import dataclasses
+    import hashlib
     import pickle
-    import zlib
     from collections import Counter, defaultdict
 
     from models import learning, session, timeline
@@ -203,7 +203,9 @@ def user_facts(path: str) -> dict:
         total = sum(counts.values())
         workers = Counter()
         for key, n in counts.items():
-            workers[zlib.crc32(str(key).encode()) % 2] += n
+            # md5, not crc32: keys that differ in their last character (NAME:0, NAME:1, ...)
+            # all had the same crc32 parity.
+            workers[hashlib.md5(str(key).encode()).digest()[0] % 2] += n
         return {
             "keys": len(counts),
             "items": total,
