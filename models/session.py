@@ -1,9 +1,12 @@
-"""Session summaries: the accumulator behind ``SummarizeSessions``.
+"""Session summaries: the accumulator behind ``SummarizeSessions``, and the cutting rule.
 
 One accumulator per (user, session window). ``add`` folds an event in,
 ``merge`` combines partial accumulators (Beam merges session windows and
 lifts combiners, so merging must give the same result in any grouping), and
 ``finish`` turns it into the summary dict that the profile and the sinks see.
+``extend`` cuts events into sessions as Beam's session windows do, one
+release at a time (the streaming timeline), and ``cut`` all at once (a batch
+user's events).
 
 Every choice that could depend on arrival order (entry and exit page, the
 device) is decided by (timestamp, event_id), so the summary is the same
@@ -88,28 +91,55 @@ def merge(accumulators) -> list:
     return result
 
 
+def extend(open_acc: list | None, events, gap_ms: int, now: int | None = None):
+    """Cut ``events`` into sessions after the open one; ``(closed, open)``.
+
+    The rule of Beam's ``Sessions(gap)`` windows, one step at a time: an event
+    opens a new session when it comes ``gap_ms`` or more after the latest event
+    before it (each event's window is ``[t, t + gap)``, and windows that overlap
+    merge). ``events`` are in time order and none is before the end of
+    ``open_acc`` (the accumulator of the session still open, or None), as a
+    release in event-time order gives them. A session closes at
+    ``end + gap - 1`` ms, its window's last instant: with ``now`` given, the
+    open session is closed too once ``now`` reaches that instant.
+
+    Returns the accumulators of the sessions that closed, in order, and the
+    one still open (None when none is).
+
+    >>> evs = [{"event_id": i, "event_type": "click", "timestamp": t}
+    ...        for i, t in enumerate([0, 999, 2000])]
+    >>> closed, acc = extend(None, evs, gap_ms=1000)
+    >>> [(a[0], a[1]) for a in closed], (acc[0], acc[1])
+    ([(0, 999)], (2000, 2000))
+    >>> closed, acc = extend(acc, [], gap_ms=1000, now=2999)
+    >>> [(a[0], a[1]) for a in closed], acc
+    ([(2000, 2000)], None)
+    """
+    closed: list[list] = []
+    acc = open_acc
+    for event in events:
+        if acc is not None and event["timestamp"] - acc[1] >= gap_ms:
+            closed.append(acc)
+            acc = None
+        acc = add(empty() if acc is None else acc, event)
+    if acc is not None and now is not None and acc[1] + gap_ms - 1 <= now:
+        closed.append(acc)
+        acc = None
+    return closed, acc
+
+
 def cut(events, gap_ms: int) -> list[list]:
     """The accumulators of the sessions ``events`` (one user's, any order) make.
 
-    Cut as Beam's ``Sessions(gap)`` windows merge: an event opens a new session
-    when it comes ``gap_ms`` or more after the latest event before it (each
-    event's window is ``[t, t + gap)``, and windows that overlap merge). A
-    session closes at ``end + gap - 1`` ms, its window's last instant.
+    ``extend`` from no open session over the events in time order.
 
     >>> evs = [{"event_id": i, "event_type": "click", "timestamp": t}
     ...        for i, t in enumerate([0, 999, 2000, 2998, 3997])]
     >>> [(acc[0], acc[1]) for acc in cut(evs, gap_ms=1000)]
     [(0, 999), (2000, 3997)]
     """
-    sessions: list[list] = []
-    end = None
-    for event in sorted(events, key=lambda e: e["timestamp"]):
-        ts = event["timestamp"]
-        if end is None or ts >= end:
-            sessions.append(empty())
-        add(sessions[-1], event)
-        end = ts + gap_ms
-    return sessions
+    closed, acc = extend(None, sorted(events, key=lambda e: e["timestamp"]), gap_ms)
+    return closed if acc is None else [*closed, acc]
 
 
 def finish(acc: list, user: str) -> dict:

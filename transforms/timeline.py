@@ -242,7 +242,7 @@ class _TimelineFn(_Timeline):
         yield from self._advance(key, now, ready, user, deadline, cleanup)
 
     def _cut(self, key, ready, now, session_cell, pending, release) -> list:
-        """``ready`` and the sessions its events close (``models.session``, as ``cut`` does).
+        """``ready`` and the sessions its events close (``models.session.extend``).
 
         Sessions are cut from the events in the order they are released, so a
         session is whole once the release reaches its last instant (its last
@@ -254,15 +254,7 @@ class _TimelineFn(_Timeline):
         acc = session_cell.read()
         if acc is None and not events:
             return ready
-        closed = []
-        for ts, _, _, event in events:
-            if acc is not None and ts - acc[1] >= gap:
-                closed.append(acc)
-                acc = None
-            acc = session.add(session.empty() if acc is None else acc, event)
-        if acc is not None and acc[1] + gap - 1 <= now:
-            closed.append(acc)
-            acc = None
+        closed, acc = session.extend(acc, [item[3] for item in events], gap, now)
         if acc is None:
             session_cell.clear()
         elif events:

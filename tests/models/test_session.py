@@ -68,3 +68,36 @@ def test_entry_page_ties_are_broken_by_event_id():
     for order in itertools.permutations([a, b]):
         assert _summary(order)["entry_page"] == "/a"
         assert _summary(order)["exit_page"] == "/b"
+
+
+def _spans(accs):
+    return [(acc[0], acc[1], sum(acc[2].values())) for acc in accs]
+
+
+def test_extend_release_by_release_cuts_what_cut_cuts_at_once():
+    gap = 1_000
+    rng = random.Random(11)
+    for _ in range(200):
+        times = sorted(rng.randrange(0, 8_000) for _ in range(rng.randrange(1, 12)))
+        events = [_event(i, ts) for i, ts in enumerate(times)]
+        expected = _spans(session.cut(events, gap))
+        closed, acc, start = [], None, 0
+        while start < len(events):
+            stop = rng.randrange(start + 1, len(events) + 1)
+            chunk = events[start:stop]
+            # A release reaches some time between its last event and the next one.
+            upper = events[stop]["timestamp"] - 1 if stop < len(events) else 20_000
+            now = rng.randint(chunk[-1]["timestamp"], max(chunk[-1]["timestamp"], upper))
+            done, acc = session.extend(acc, chunk, gap, now)
+            closed += done
+            start = stop
+        closed += session.extend(acc, [], gap, 10**9)[0]
+        assert _spans(closed) == expected, (times, expected)
+
+
+def test_extend_keeps_a_session_open_until_its_last_instant():
+    first = [_event(1, 0), _event(2, 500)]
+    closed, acc = session.extend(None, first, 1_000, now=1_498)
+    assert closed == [] and (acc[0], acc[1]) == (0, 500)
+    closed, acc = session.extend(acc, [], 1_000, now=1_499)
+    assert _spans(closed) == [(0, 500, 2)] and acc is None
