@@ -1,0 +1,292 @@
+"""The recommenders' contract: each learns clicks, ranks, pickles, compares, stays bounded."""
+
+import math
+import pickle
+import random
+
+import pytest
+
+from models import recommend
+
+MODELS = {
+    "pop": recommend.Popular,
+    "spop": recommend.SessionPopular,
+    "iknn": lambda: recommend.ItemKNN(smoothing=2, neighbours=4, max_sessions=5),
+    "iknn_decay": lambda: recommend.ItemKNN(smoothing=2, neighbours=4, half_life_ms=10_000),
+    "sknn": lambda: recommend.SessionKNN(neighbours=3, sample=5, max_sessions=8, max_items=4),
+    "vsknn_plain": lambda: recommend.SessionKNN(recent_weighted=False),
+}
+REASONS = {recommend.POPULAR, recommend.VIEWED, recommend.SESSION}
+
+
+def _clicks(seed: int, sessions: int = 60, items: int = 15):
+    """(session, item, at) in time order: sessions of 1 to 6 clicks over skewed items."""
+    rng = random.Random(seed)
+    clicks, at = [], 0
+    for number in range(sessions):
+        for _ in range(rng.randint(1, 6)):
+            at += rng.randint(1, 3_000)
+            clicks.append((f"s{number}", f"i{min(int(rng.expovariate(0.3)), items)}", at))
+    return clicks
+
+
+def _fed(make, clicks):
+    model = make()
+    for session, item, at in clicks:
+        model.learn(session, item, at)
+    return model
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_a_ranking_is_at_most_k_distinct_items_best_first_with_a_reason(name):
+    model = _fed(MODELS[name], _clicks(1))
+    for prefix in (["i0"], ["i3", "i1"], ["i9", "i2", "i2", "i0"], ["unknown"]):
+        for k in (1, 5, 20):
+            ranked = model.recommend(prefix, k)
+            items = [r[0] for r in ranked]
+            assert len(items) == len(set(items)) and 0 < len(items) <= k
+            own = [r[1] for r in ranked if r[2][0] != recommend.POPULAR]
+            assert own == sorted(own, reverse=True)
+            for _, score, (kind, because) in ranked:
+                assert kind in REASONS and score >= 0
+                assert (because is None) == (kind == recommend.POPULAR)
+                if kind != recommend.POPULAR:
+                    assert because in prefix
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_the_same_clicks_give_equal_models_and_the_same_rankings(name):
+    clicks = _clicks(2)
+    one, two = _fed(MODELS[name], clicks), _fed(MODELS[name], clicks)
+    assert one == two
+    assert one.recommend(["i1", "i0"], 10) == two.recommend(["i1", "i0"], 10)
+    other = _fed(MODELS[name], clicks[:-5])
+    assert one != other
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_a_model_pickles_to_an_equal_model_that_goes_on_the_same_way(name):
+    clicks = _clicks(3)
+    model = _fed(MODELS[name], clicks[:100])
+    model.recommend(["i0"], 10)  # fills any ranking cache: not state
+    copy = pickle.loads(pickle.dumps(model, pickle.HIGHEST_PROTOCOL))
+    assert copy == model
+    for session, item, at in clicks[100:]:
+        model.learn(session, item, at)
+        copy.learn(session, item, at)
+        assert copy.recommend([item], 8) == model.recommend([item], 8)
+    assert copy == model
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_an_empty_model_recommends_nothing_it_has_not_learned(name):
+    # S-POP gives the session's own items back; nothing else knows anything yet.
+    ranked = MODELS[name]().recommend(["i0"], 20)
+    assert [r for r in ranked if r[2][0] != recommend.SESSION] == []
+
+
+@pytest.mark.parametrize("name", ["iknn", "iknn_decay", "sknn", "vsknn_plain"])
+def test_items_seen_together_are_recommended_together(name):
+    model = MODELS[name]()
+    at = 0
+    for number in range(6):
+        for item in ("a", "b") if number % 2 else ("a", "b", "c"):
+            at += 1_000
+            model.learn(f"s{number}", item, at)
+        for item in ("x", "y", "z"):  # popular elsewhere
+            at += 1_000
+            model.learn(f"t{number}", item, at)
+            model.learn(f"u{number}", item, at)
+    # Session neighbours also rank the session's own item (people go back to it).
+    ranked = [r for r in model.recommend(["a"], 4) if r[0] != "a"]
+    assert [r[0] for r in ranked[:2]] == ["b", "c"]
+    assert ranked[0][2] == (recommend.VIEWED, "a")
+
+
+def test_item_knn_is_the_smoothed_cosine_of_session_co_occurrence():
+    model = recommend.ItemKNN(smoothing=3, neighbours=10)
+    sessions = [["a", "b"], ["a", "b", "a"], ["a", "c"], ["b"], ["b", "c"]]
+    for number, items in enumerate(sessions):
+        for item in items:
+            model.learn(number, item)
+    # n_a = 3 sessions, n_b = 4, n_c = 2; co(a, b) = 2, co(a, c) = 1, co(b, c) = 1
+    similar = dict(model.similar("a", 5))
+    assert similar["b"] == pytest.approx(2 / (math.sqrt(3 * 4) + 3))
+    assert similar["c"] == pytest.approx(1 / (math.sqrt(3 * 2) + 3))
+    assert set(similar) == {"b", "c"}
+
+
+def test_item_knn_decay_lets_recent_pairs_outweigh_older_ones():
+    def fed(half_life):
+        model = recommend.ItemKNN(smoothing=0, neighbours=10, half_life_ms=half_life)
+        for number, (items, at) in enumerate(
+            [(("a", "b"), 0), (("a", "b"), 0), (("a", "c"), 100_000)]
+        ):
+            for item in items:
+                model.learn(number, item, at)
+        return model
+
+    assert fed(None).recommend(["a"], 1, at=100_000)[0][0] == "b"
+    assert fed(10_000).recommend(["a"], 1, at=100_000)[0][0] == "c"
+
+
+def test_item_knn_keeps_at_most_twice_its_neighbours_and_prunes_the_rarest():
+    model = recommend.ItemKNN(smoothing=0, neighbours=3, max_sessions=4)
+    for number in range(40):
+        for item in ("hub", "friend", f"rare{number}"):
+            model.learn(number, item)
+    assert all(len(row) < 2 * 3 for row in model.co.values())
+    assert model.pruned > 0
+    assert model.similar("hub", 1)[0][0] == "friend"  # the frequent pair survives pruning
+    assert len(model.sessions) <= 4
+
+
+def test_session_knn_keeps_its_bounds_and_never_counts_the_session_itself():
+    model = recommend.SessionKNN(neighbours=2, sample=3, max_sessions=5, max_items=2)
+    for session, item, at in _clicks(4, sessions=50):
+        model.learn(session, item, at)
+    assert len(model.sessions) <= 5
+    assert all(len(entry[1]) <= 2 for entry in model.sessions.values())
+    assert all(len(recent) <= 3 for recent in model.index.values())
+    assert all(s in model.sessions for recent in model.index.values() for s in recent)
+    alone = recommend.SessionKNN()
+    for item in ("a", "b"):
+        alone.learn("me", item)
+    assert alone.neighbours(["a"], exclude="me") == []
+    assert [r[2][0] for r in alone.recommend(["a"], 5, exclude="me")] == ["popular"] * 2
+
+
+def test_popular_ranks_as_it_goes_what_a_full_ranking_gives():
+    rng = random.Random(5)
+    model = recommend.Popular(depth=5)
+    for step in range(2_000):
+        model.learn("s", f"i{int(rng.expovariate(0.2))}")
+        if step % 37 == 0:
+            full = recommend._top(model.counts, 5)
+            assert [(r[0], r[1]) for r in model.recommend((), 5)] == [
+                (i, float(n)) for i, n in full
+            ]
+    assert len(model.recommend((), 8)) == 8  # beyond its depth: ranked from all counts
+
+
+def test_session_popular_puts_the_session_s_own_items_first():
+    model = recommend.SessionPopular()
+    for item in ("x", "x", "y"):
+        model.learn("other", item)
+    ranked = model.recommend(["a", "b", "a"], 4)
+    assert [r[0] for r in ranked] == ["a", "b", "x", "y"]
+    assert ranked[0][2] == (recommend.SESSION, "a")
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: recommend.ItemKNN(smoothing=-1),
+        lambda: recommend.ItemKNN(neighbours=0),
+        lambda: recommend.ItemKNN(half_life_ms=0),
+        lambda: recommend.SessionKNN(neighbours=0),
+        lambda: recommend.SessionKNN(max_items=0),
+    ],
+)
+def test_bad_parameters_fail_at_construction(make):
+    with pytest.raises(ValueError):
+        make()
+
+
+# ---------------------------------------------------------------- served per user
+
+
+def _served(model, user, at):
+    return [entry["item"] for entry in model.serve({"user": user}, at)]
+
+
+def test_served_lists_are_scored_before_each_next_click_as_the_protocol_does():
+    # Two users' sessions, one after the other, clicks a second apart: the recommender's
+    # progressive HR/MRR equal the literature's protocol run by hand on the algorithm.
+    sessions = [["a", "b", "c"], ["a", "b", "d"], ["b", "c"], ["a", "b", "c", "a"], ["c", "d", "b"]]
+    served = recommend.SessionRecommender(k=2, evaluate_share=1.0, neighbours=5)
+    plain = recommend.SessionKNN(neighbours=5)
+    hits = reciprocal = predictions = 0
+    at = 0
+    for number, items in enumerate(sessions):
+        user, start = f"u{number}", at
+        for position, item in enumerate(items):
+            if position:
+                ranked = [r[0] for r in plain.recommend(items[:position], 2, exclude=(user, start))]
+                predictions += 1
+                if item in ranked:
+                    hits += 1
+                    reciprocal += 1 / (ranked.index(item) + 1)
+            served.learn({"user": user, "item": item, "period": "test"}, at)
+            plain.learn((user, start), item, at)
+            at += 1_000
+    report = served.summary()["by_period"]["test"]["metrics"]
+    assert report["predictions"] == predictions == 10
+    assert report["hr_at_2"] == round(100 * hits / predictions, 4)
+    assert report["mrr_at_2"] == round(100 * reciprocal / predictions, 4)
+    assert served.summary()["metrics"] == report  # every click was in the period
+
+
+def test_a_click_after_the_gap_starts_a_new_session_that_nothing_predicts():
+    model = recommend.SessionRecommender(algorithm="session_popular", gap_ms=10_000)
+    model.learn({"user": "u", "item": "a"}, 0)
+    model.learn({"user": "u", "item": "b"}, 5_000)  # predicted from [a]
+    assert model.summary()["metrics"]["predictions"] == 1
+    assert _served(model, "u", 9_000)[:2] == ["b", "a"]  # the open session's own items
+    model.learn({"user": "u", "item": "c"}, 15_000)  # 10 s after b: a new session
+    assert model.summary()["metrics"]["predictions"] == 1
+    assert model.open["u"][0] == 15_000 and model.open["u"][2] == ["c"]
+    # Long after the session: the list is the popular one.
+    assert {e["reason"] for e in model.serve({"user": "u"}, 60_000)} == {"popular"}
+
+
+def test_bought_items_are_left_out_unless_configured():
+    def fed(again):
+        model = recommend.SessionRecommender(algorithm="session_popular", recommend_purchased=again)
+        model.learn({"user": "u", "item": "a"}, 0)
+        model.learn({"user": "u", "item": "b", "bought": True}, 1_000)
+        model.learn({"user": "u", "item": "b"}, 2_000)
+        return _served(model, "u", 3_000)
+
+    assert fed(False) == ["a"]
+    assert fed(True) == ["b", "a"]
+
+
+def test_only_a_share_of_users_is_scored_outside_the_test_period():
+    def predictions(share, period):
+        model = recommend.SessionRecommender(algorithm="popular", evaluate_share=share)
+        for n in range(200):
+            for at in (0, 1_000):
+                model.learn({"user": f"u{n}", "item": "a", "period": period}, at)
+        return model.summary()["metrics"]["predictions"]
+
+    assert predictions(1.0, None) == 200 and predictions(0.0, None) == 0
+    assert 5 < predictions(0.1, None) < 40
+    assert predictions(0.0, "test") == 200 and predictions(0.0, "train") == 0
+
+
+def test_forgetting_a_user_drops_their_sessions_from_everyone_s_neighbours():
+    model = recommend.SessionRecommender(neighbours=5)
+    for user, items, at in (("gone", ["a", "z"], 0), ("other", ["a"], 100_000_000)):
+        for offset, item in enumerate(items):
+            model.learn({"user": user, "item": item}, at + offset)
+    before = model.serve({"user": "other"}, 100_000_001)
+    assert {"item": "z", "reason": "viewed", "because": "a"}.items() <= before[1].items()
+    model.forget({"user": "gone"})
+    assert "gone" not in model.open
+    assert all(session[0] != "gone" for session in model.model.sessions)
+    # No neighbour is left: only the popular list (click counts are aggregates, they stay).
+    assert {e["reason"] for e in model.serve({"user": "other"}, 100_000_001)} == {"popular"}
+
+
+def test_the_recommender_bounds_its_users_and_pickles_equal():
+    model = recommend.SessionRecommender(algorithm="item_knn", max_users=3, max_items=2)
+    for n in range(10):
+        for at, item in enumerate(("a", "b", "c")):
+            model.learn({"user": f"u{n}", "item": item, "bought": item == "c"}, n * 10 + at)
+    assert len(model.open) == 3 and len(model.bought) == 3
+    assert all(len(entry[2]) <= 2 for entry in model.open.values())
+    copy = pickle.loads(pickle.dumps(model, pickle.HIGHEST_PROTOCOL))
+    assert copy == model and copy.serve({"user": "u9"}, 100) == model.serve({"user": "u9"}, 100)
+    with pytest.raises(ValueError, match="algorithm"):
+        recommend.SessionRecommender(algorithm="gnn")
