@@ -2,7 +2,7 @@
 
 ::
 
-    microtarget import {taobao,diginetica,otto,csv} INPUT... --out FILE.avro
+    microtarget import {taobao,diginetica,otto,srgnn,csv} INPUT... --out FILE.avro
         [--map event_field=csv_column,...] [--event-type TYPE] [--time-format F]
         [--event-type-map src=dst,...] [--delimiter D] [--limit N]
 
@@ -24,7 +24,7 @@ from pathlib import Path
 from transforms import importers
 from transforms.importers import ImportConfigError, ImportReport
 
-FORMATS = ("taobao", "diginetica", "otto", "csv")
+FORMATS = ("taobao", "diginetica", "otto", "srgnn", "csv")
 _CSV_ONLY = ("map", "event_type", "time_format", "event_type_map", "delimiter")
 # The flag of each importer keyword argument that an ImportConfigError may name.
 _OPTION_FLAGS = {
@@ -51,7 +51,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     """Add the ``import`` subcommand to an argparse subparsers object; returns its parser."""
     parser = subparsers.add_parser(
         "import",
-        help="convert a dataset (taobao, diginetica, otto) or CSV files into an Avro event file",
+        help="convert a dataset (taobao, diginetica, otto, srgnn) or CSV files into an Avro "
+        "event file",
         description="Convert recorded clickstream files into an Avro file of events "
         "(schemas/event.avsc). Rows that cannot be converted are counted by reason and "
         "written to a rejects JSON lines file next to the output.",
@@ -61,7 +62,8 @@ def register(subparsers) -> argparse.ArgumentParser:
         "inputs",
         nargs="+",
         metavar="INPUT",
-        help="input files (globs allowed); for diginetica also the dataset folder",
+        help="input files (globs allowed); for diginetica also the dataset folder; "
+        "for srgnn the TRAIN then the TEST sessions file",
     )
     parser.add_argument("--out", required=True, metavar="FILE.avro", help="Avro file to write")
     parser.add_argument(
@@ -165,6 +167,14 @@ def start_import(args: argparse.Namespace) -> tuple[Iterator, ImportReport]:
         return importers.import_diginetica(args.inputs, limit=args.limit, mask_rejects=mask)
     if args.format == "otto":
         return importers.import_otto(args.inputs, limit=args.limit, mask_rejects=mask)
+    if args.format == "srgnn":
+        if len(args.inputs) != 2:
+            raise ImportConfigError(
+                f"srgnn takes two inputs, the TRAIN then the TEST sessions file; "
+                f"got {len(args.inputs)}"
+            )
+        train, test = args.inputs
+        return importers.import_srgnn(train, test, limit=args.limit, mask_rejects=mask)
     if not args.map:
         raise ImportConfigError(
             "csv needs --map event_field=csv_column,... (timestamp, user_id or anonymous_id, "

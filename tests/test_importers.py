@@ -592,6 +592,74 @@ def test_otto_bad_lines(tmp_path):
     assert [r["line"] for r in rejects] == [3, 3, 4, 5, 5, 6, 7, 9]
 
 
+# ---------------------------------------------------------------- SR-GNN sessions
+
+SRGNN = DATASETS / "diginetica_srgnn"
+
+
+@needs_datasets
+def test_srgnn_clicks_follow_the_files_with_a_click_a_second():
+    import gzip
+
+    events, rejects, report = run(
+        importers.import_srgnn(
+            SRGNN / "train_sessions.txt.gz", SRGNN / "test_sessions.txt.gz", limit=5_000
+        )
+    )
+    with gzip.open(SRGNN / "train_sessions.txt.gz", "rt") as source:
+        plain = [(f"train-{n}", item) for n, line in enumerate(source, 1) for item in line.split()]
+    assert not rejects and report.reconciles() and report.written == 5_000
+    assert [(e["anonymous_id"], e["product_id"]) for e in events] == plain[:5_000]
+    origin = datetime(2016, 1, 1, tzinfo=UTC).timestamp() * 1000
+    assert [e["timestamp"] for e in events] == [origin + 1000 * n for n in range(5_000)]
+    assert all(e["properties"] == {"split": "train"} for e in events)
+    assert all(e["session_id"] == e["anonymous_id"] and e["user_id"] is None for e in events)
+    assert len({e["event_id"] for e in events}) == 5_000
+
+
+def test_srgnn_marks_the_test_period_and_reads_plain_or_gzip(tmp_path):
+    import gzip
+
+    train = tmp_path / "train.txt.gz"
+    with gzip.open(train, "wt") as out:
+        out.write("1 2 3\n\n4 x5 4\n")
+    test = tmp_path / "test.txt"
+    test.write_text("2 3\n")
+    events, rejects, report = run(importers.import_srgnn(train, test))
+
+    assert report.reconciles() and report.rows_read == 9
+    assert report.skipped == {"blank_line": 1} and report.rejected == {"wrong_type": 1}
+    assert rejects[0]["line"] == 3 and "x5" in rejects[0]["detail"]
+    got = [(e["session_id"], e["product_id"], e["properties"]["split"]) for e in events]
+    assert got == [
+        ("train-1", "1", "train"),
+        ("train-1", "2", "train"),
+        ("train-1", "3", "train"),
+        ("train-3", "4", "train"),
+        ("train-3", "4", "train"),
+        ("test-1", "2", "test"),
+        ("test-1", "3", "test"),
+    ]
+    seconds = [(e["timestamp"] - importers.SRGNN_ORIGIN_MS) // 1000 for e in events]
+    assert seconds == [0, 1, 2, 3, 5, 6, 7]  # the rejected click keeps its second
+    # A repeated item in one session is a second click, with an id of its own.
+    assert len({e["event_id"] for e in events}) == 7
+
+
+def test_srgnn_needs_two_distinct_readable_files(tmp_path, capsys):
+    test = tmp_path / "test.txt"
+    test.write_text("1 2\n")
+    with pytest.raises(ImportConfigError, match="same file"):
+        importers.import_srgnn(test, test)
+    broken = tmp_path / "broken.gz"
+    broken.write_bytes(b"\x1f\x8b not really")
+    with pytest.raises(ImportConfigError, match="gzip"):
+        run(importers.import_srgnn(broken, test))
+    out = tmp_path / "out.avro"
+    assert cli_main()(["import", "srgnn", str(test), "--out", str(out)]) == 2
+    assert "TRAIN then the TEST" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------- writing and the CLI
 
 

@@ -969,6 +969,115 @@ class _DigineticaJoin:
         )
 
 
+# ------------------------------------------------------------------ SR-GNN sessions
+
+SRGNN = "srgnn"
+SRGNN_SPLITS = ("train", "test")
+# The synthetic time rule: the n-th click of the files (train then test, in file order,
+# from 0) happens at SRGNN_ORIGIN_MS + n * SRGNN_CLICK_MS, so time order is click order.
+SRGNN_ORIGIN_MS = 1_451_606_400_000  # 2016-01-01T00:00:00Z, the CIKM Cup 2016's year
+SRGNN_CLICK_MS = 1_000
+_SRGNN_FIELD_COLUMNS = {"product_id": "item", "timestamp": "click number"}
+
+
+def _open_text_lines(path: Path) -> Iterator[tuple[int, str, bool]]:
+    """``_read_lines`` of a plain or gzip file (told apart by its first bytes)."""
+    with open(path, "rb") as probe:
+        gzipped = probe.read(2) == b"\x1f\x8b"
+    if not gzipped:
+        yield from _read_lines(path)
+        return
+    import gzip
+
+    try:
+        with gzip.open(path, "rb") as stream:
+            for number, data in enumerate(stream, start=1):
+                try:
+                    yield number, data.decode("utf-8").rstrip("\r\n"), False
+                except UnicodeDecodeError:
+                    yield number, data.decode("utf-8", "backslashreplace").rstrip("\r\n"), True
+    except (OSError, EOFError) as exc:
+        raise ImportConfigError(f"input {str(path)!r} is not a readable gzip file: {exc}") from exc
+
+
+def _srgnn_rows(path: Path, split: str, clicks: itertools.count) -> Iterator[_Row]:
+    """One row per click (an item id of a session line); a blank line is one row."""
+    for number, text, bad_encoding in _open_text_lines(path):
+        if bad_encoding:
+            yield _Row(str(path), number, text, None, ("bad_encoding", "the line is not UTF-8"))
+            continue
+        tokens = text.split()
+        if not tokens:
+            yield _Row(str(path), number, text, None)
+            continue
+        for position, token in enumerate(tokens):
+            # The row text (and so the id) of one click: its line, position and item.
+            raw = f"{number}:{position}:{token}"
+            yield _Row(str(path), number, raw, (split, number, token, next(clicks)))
+
+
+def _srgnn_event(row: _Row) -> dict:
+    """The event of one click, or _Skip/_Reject saying why there is none."""
+    if row.cells is None:
+        raise _Skip("blank_line")
+    split, line, token, click = row.cells
+    if not _is_digits(token):
+        raise _Reject("wrong_type", f"item {token[:20]!r} is not a whole number")
+    session = f"{split}-{line}"
+    return _new_event(
+        SRGNN,
+        row,
+        anonymous_id=session,
+        session_id=session,
+        event_type=ev.PRODUCT_VIEW,
+        timestamp=SRGNN_ORIGIN_MS + click * SRGNN_CLICK_MS,
+        product_id=token,
+        properties={"split": split},
+    )
+
+
+def import_srgnn(
+    train: str | os.PathLike,
+    test: str | os.PathLike,
+    *,
+    limit: int | None = None,
+    mask_rejects: bool = True,
+) -> tuple[Iterator[Item], ImportReport]:
+    """Import the session-recommendation benchmark's sessions (SR-GNN's preprocessing).
+
+    Each file has one session per line, item ids separated by spaces, in
+    click order, sessions in date order (plain text or gzip, as shipped in
+    ``diginetica_srgnn``). The files carry no time, user or session id, so:
+
+    * every session is one anonymous user, ``anonymous_id`` and ``session_id``
+      ``train-LINE`` or ``test-LINE``;
+    * the synthetic time rule: the n-th click of both files (train first, in
+      file order, counting from 0) is at ``SRGNN_ORIGIN_MS + n`` seconds, so
+      event-time order is the files' click order and sessions never overlap;
+    * each click is a ``product_view`` with ``properties.split`` = ``train``
+      or ``test``: the test period's events are marked.
+
+    A row is one click (its id hashes the line, the position and the item); a
+    token that is not a whole number is rejected as ``wrong_type`` (it still
+    takes its second); a blank line is skipped. ``limit`` caps the rows read.
+
+    Returns ``(items, report)``; see the module docstring.
+    """
+    files = [_expand(train)[0], _expand(test)[0]]
+    if files[0].resolve() == files[1].resolve():
+        raise ImportConfigError("the train and the test file are the same file")
+    _check_limit(limit)
+    report = ImportReport(dataset=SRGNN, sources=[str(path) for path in files])
+    clicks = itertools.count()
+    rows = itertools.chain.from_iterable(
+        _srgnn_rows(path, split, clicks) for path, split in zip(files, SRGNN_SPLITS, strict=True)
+    )
+    items = _convert_rows(
+        report, itertools.islice(rows, limit), _srgnn_event, _SRGNN_FIELD_COLUMNS, mask_rejects
+    )
+    return items, report
+
+
 # ------------------------------------------------------------------ generic CSV
 
 CSV = "csv"
