@@ -70,7 +70,7 @@ def _inputs(path: str) -> dict[str, list]:
 def _learners(path: str) -> dict:
     from models import learning
 
-    specs = _config(True).models.specs()
+    specs = _config(True).model_specs()
     found = {}
     for name, items in sorted(_inputs(path).items()):
         model = learning.new_model(specs[name])

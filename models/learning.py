@@ -42,11 +42,13 @@ from operator import itemgetter
 
 from river import cluster, compose, drift, linear_model, metrics, optim, preprocessing
 
+from models import recommend
 from models.features import FEATURE_NAMES, views_so_far
 
 EXAMPLE = "example"
 REQUEST = "request"
-_KIND_ORDER = {EXAMPLE: 0, REQUEST: 1}
+FORGET = "forget"  # drop what a model holds of a user (only recommenders hold users)
+_KIND_ORDER = {EXAMPLE: 0, REQUEST: 1, FORGET: 2}
 
 
 def order(item: dict) -> tuple:
@@ -72,6 +74,9 @@ class ModelSpec:
     clusters: int = 4
     drift_delta: float = 0.002
     shards: int = 1
+    # A recommender's settings (kind ``recommender``): ``models.recommend.SessionRecommender``'s
+    # keyword arguments as sorted (name, value) pairs.
+    recommender: tuple = ()
 
 
 def shard_of(user_id: str, shards: int) -> int:
@@ -345,9 +350,48 @@ class OnlineClusterer:
         }
 
 
+class OnlineRecommender:
+    """Recommendations per user (``models.recommend.SessionRecommender``) as a learner.
+
+    Its examples are clicks (``x``: ``user``, ``item``, ``bought``, ``period``),
+    its requests ask for a user's list (``x``: ``user``), which is the score
+    it gives: a list of ``{item, score, reason, because}``. A ``forget`` input
+    drops what it holds of a user (an erasure).
+    """
+
+    def __init__(self, spec: ModelSpec, shard: int | None = None):
+        self.spec = spec
+        self.shard = shard
+        self.version = 1
+        self.model = recommend.SessionRecommender(**dict(spec.recommender))
+
+    def learn(self, x: dict, y, at: int) -> dict:
+        self.model.learn(x, at)
+        return {"p": None, "drift": False}
+
+    def predict(self, x: dict) -> list:
+        return self.model.serve(x, x["at"])
+
+    def forget(self, x: dict) -> None:
+        self.model.forget(x)
+
+    def summary(self) -> dict:
+        inner = self.model.summary()
+        return {
+            "model": self.spec.name,
+            **_shard_fields(self),
+            "kind": "recommender",
+            "version": self.version,
+            "samples": inner.pop("clicks"),
+            **inner,
+        }
+
+
 def new_model(spec: ModelSpec, shard: int | None = None):
     """A fresh model of the spec's kind (``shard``: which copy, when it has several)."""
-    kind = OnlineClassifier if spec.kind == "classifier" else OnlineClusterer
+    kind = {"classifier": OnlineClassifier, "recommender": OnlineRecommender}.get(
+        spec.kind, OnlineClusterer
+    )
     return kind(spec, shard)
 
 
@@ -377,7 +421,7 @@ def combine(summaries: list[dict]) -> dict:
         out = {}
         for name in sorted({name for report, _ in reports for name in report}):
             pairs = [(r[name], n) for r, n in reports if r.get(name) is not None and n]
-            if name == "samples":
+            if name in ("samples", "predictions"):
                 out[name] = sum(r.get(name) or 0 for r, _ in reports)
             elif pairs:
                 out[name] = round(sum(v * n for v, n in pairs) / sum(n for _, n in pairs), 6)
@@ -385,11 +429,17 @@ def combine(summaries: list[dict]) -> dict:
                 out[name] = None
         return out
 
-    weighted = [(s.get("metrics") or {}, s["samples"]) for s in summaries]
+    def weight(report: dict, default: int) -> int:
+        # A recommender's metrics are over its predictions, not its clicks.
+        return report.get("predictions", report.get("samples", default)) or 0
+
+    weighted = [
+        (s.get("metrics") or {}, weight(s.get("metrics") or {}, s["samples"])) for s in summaries
+    ]
     baselines = {}
     for name in sorted({b for s in summaries for b in s.get("baselines") or {}}):
         reports = [s["baselines"][name] for s in summaries if name in (s.get("baselines") or {})]
-        baselines[name] = mean([(r, r.get("samples") or 0) for r in reports])
+        baselines[name] = mean([(r, weight(r, 0)) for r in reports])
     out = {
         "model": summaries[0]["model"],
         "shards": len(summaries),
@@ -541,18 +591,27 @@ def feed_packed(model, packed) -> tuple[list[dict], list[dict]]:
 def _feed(model, items) -> tuple[list[dict], list[dict]]:
     scores, drifts = [], []
     for item in items:
-        if item["kind"] == EXAMPLE:
+        kind = item["kind"]
+        if kind == EXAMPLE:
             done = model.learn(item["x"], item["y"], item["at"])
             if done["drift"]:
                 drift_event = {"model": model.spec.name, "version": model.version, "at": item["at"]}
                 drifts.append({**drift_event, **_shard_fields(model)})
+        elif kind == FORGET:
+            forget = getattr(model, "forget", None)
+            if forget is not None:
+                forget(item["x"])
         else:
+            if model.spec.kind == "recommender":
+                score = model.predict({**item["x"], "at": item["at"]})
+            else:
+                score = round(model.predict(item["x"]), 6)
             scores.append(
                 {
                     "user_id": item["user_id"],
                     "model": model.spec.name,
                     "version": model.version,
-                    "score": round(model.predict(item["x"]), 6),
+                    "score": score,
                     "at": item["at"],
                 }
             )

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from models import cep, outcomes
 from models import consent as cons
+from models import events as ev
 from models import features as feat
 from models import governance as gov
 from models import profile as prof
@@ -234,6 +235,10 @@ def advance(params: TimelineParams, state: dict, ready: list, now: int) -> Step:
                 step.triggers = []
                 step.erasures.append(erasure_record(user, payload))
                 step.counts["erasures"] += 1
+                if RECOMMENDATIONS in params.models:
+                    # The recommender holds the user's sessions: they go too.
+                    x = {"user": user}
+                    _input(step, RECOMMENDATIONS, "forget", user, ts, x, ident=payload["event_id"])
             if not cons.allows(params.consent, consent, cons.PERSONALIZATION):
                 step.counts["consent_blocked"] += 1
                 continue
@@ -289,7 +294,8 @@ def advance(params: TimelineParams, state: dict, ready: list, now: int) -> Step:
 PURCHASE_INTENT = "purchase_intent"
 CHURN_RISK = "churn_risk"
 CLUSTERS = "clusters"
-MODELS = (PURCHASE_INTENT, CHURN_RISK, CLUSTERS)
+RECOMMENDATIONS = "recommendations"
+MODELS = (PURCHASE_INTENT, CHURN_RISK, CLUSTERS, RECOMMENDATIONS)
 
 
 def _input(step: Step, model: str, kind: str, user: str, at: int, x: dict, y=None, ident=""):
@@ -318,6 +324,16 @@ def _follow(params: TimelineParams, state: dict, item: tuple, step: Step) -> Non
         followed["tail"] = ts if tail is None else max(tail, ts)
         current = followed["sessions"][max(followed["sessions"])]
         feat.add(current, payload)
+        product = payload.get("product_id")
+        if RECOMMENDATIONS in params.models and product is not None:
+            # A click for the recommender; a marked period (a data set's test part) with it.
+            x = {
+                "user": user,
+                "item": product,
+                "bought": payload["event_type"] == ev.PURCHASE,
+                "period": (payload.get("properties") or {}).get("split"),
+            }
+            _input(step, RECOMMENDATIONS, "example", user, ts, x, ident=payload["event_id"])
         return
     # A closed session: what it was before any purchase, and whether it ended in one.
     start = payload["start"]
@@ -350,6 +366,8 @@ def _requests(params: TimelineParams, state: dict, step: Step) -> None:
     for model in (CHURN_RISK, CLUSTERS):
         if model in params.models:
             _input(step, model, "request", user, at, x, ident=f"{user}:{at}")
+    if RECOMMENDATIONS in params.models:
+        _input(step, RECOMMENDATIONS, "request", user, at, {"user": user}, ident=f"{user}:{at}")
 
 
 def _evaluate_segments(params: TimelineParams, state: dict, step: Step) -> None:

@@ -216,8 +216,10 @@ class TriggersConfig(_Section):
 class ModelsConfig(_Section):
     """The online models (``models.learning``) and what they learn from."""
 
-    enabled: list[Literal["purchase_intent", "churn_risk", "clusters"]] = Field(
-        default_factory=list, description="Models to run; none by default."
+    enabled: list[Literal["purchase_intent", "churn_risk", "clusters", "recommendations"]] = Field(
+        default_factory=list,
+        description="Models to run; none by default. recommendations: each user's list of "
+        "products (settings in the recommendations section).",
     )
     churn_horizon: Duration = Field(
         default=7 * 86_400_000, gt=0, description="No new session this long after one: churned."
@@ -247,21 +249,92 @@ class ModelsConfig(_Section):
         "scores it gave since are issued again. 0: such inputs are dropped and counted.",
     )
 
-    def specs(self) -> dict:
+    def specs(self, recommender: tuple = ()) -> dict:
+        """The models' specs; ``recommender``: the recommendations model's settings
+        (``Config.model_specs`` passes them)."""
         from models.learning import ModelSpec
 
+        kinds = {"clusters": "clusterer", "recommendations": "recommender"}
         return {
             name: ModelSpec(
                 name=name,
-                kind="clusterer" if name == "clusters" else "classifier",
+                kind=kinds.get(name, "classifier"),
                 learning_rate=self.learning_rate,
                 l2=self.l2,
                 clusters=self.clusters,
                 drift_delta=self.drift_delta,
                 shards=self.shards,
+                recommender=recommender if name == "recommendations" else (),
             )
             for name in self.enabled
         }
+
+
+class RecommendationsConfig(_Section):
+    """Each user's recommended products (``models.recommend``), learned from the clicks."""
+
+    algorithm: Literal["session_knn", "item_knn", "session_popular", "popular"] = Field(
+        default="session_knn",
+        description="session_knn: items of the most similar recent sessions, later clicks "
+        "weighing more; item_knn: items most often in the same sessions as the last one; "
+        "session_popular: the session's own items, then the most clicked; popular: the most "
+        "clicked.",
+    )
+    size: int = Field(default=20, ge=1, le=200, description="Items in each user's list.")
+    recommend_purchased: bool = Field(
+        default=False, description="Whether items the user bought can be recommended again."
+    )
+    neighbours: int = Field(
+        default=100, ge=1, le=10_000, description="session_knn: neighbour sessions used."
+    )
+    sample: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="session_knn: the most recent sessions with an item of the user's session "
+        "that are compared (also the sessions remembered per item).",
+    )
+    max_sessions: int = Field(
+        default=100_000, ge=1, description="session_knn: past sessions kept (the oldest go)."
+    )
+    item_neighbours: int = Field(
+        default=200, ge=1, le=10_000, description="item_knn: co-occurring items kept per item."
+    )
+    smoothing: float = Field(default=20.0, ge=0, description="item_knn: the cosine's smoothing.")
+    half_life: Duration | None = Field(
+        default=None, gt=0, description="item_knn: co-occurrence counts halve in this time."
+    )
+    max_users: int = Field(
+        default=100_000, ge=1, description="Users whose open session is kept (the least recent go)."
+    )
+    evaluate_share: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="Share of users whose every click is checked against the list served "
+        "before it (HR and MRR); clicks of a marked period (properties.split) always are.",
+    )
+
+    def params(self, gap_ms: int) -> tuple:
+        """``models.recommend.SessionRecommender``'s keyword arguments, as sorted pairs."""
+        params = {
+            "algorithm": self.algorithm,
+            "k": self.size,
+            "gap_ms": gap_ms,
+            "recommend_purchased": self.recommend_purchased,
+            "max_users": self.max_users,
+            "evaluate_share": self.evaluate_share,
+        }
+        if self.algorithm == "session_knn":
+            params.update(neighbours=self.neighbours, sample=self.sample)
+            params["max_sessions"] = self.max_sessions
+        elif self.algorithm == "item_knn":
+            params.update(
+                smoothing=self.smoothing,
+                neighbours=self.item_neighbours,
+                half_life_ms=self.half_life,
+            )
+        return tuple(sorted(params.items()))
 
 
 class Config(_Section):
@@ -280,6 +353,7 @@ class Config(_Section):
     consent: ConsentConfig = ConsentConfig()
     privacy: PrivacyConfig = PrivacyConfig()
     models: ModelsConfig = ModelsConfig()
+    recommendations: RecommendationsConfig = RecommendationsConfig()
 
     segments: dict[str, SegmentSpec] = Field(
         default_factory=dict, description="Rule segments by name (or a YAML file of them)."
@@ -344,6 +418,10 @@ class Config(_Section):
             rolling_size_ms=self.rolling.size,
             rolling_period_ms=self.rolling.period,
         )
+
+    def model_specs(self) -> dict:
+        """The online models' specs (``models.learning.ModelSpec``) by name."""
+        return self.models.specs(self.recommendations.params(self.sessions.gap))
 
     def timeline_params(self) -> TimelineParams:
         """The timeline's parameters (``models.timeline``), patterns and segments left empty.

@@ -105,7 +105,7 @@ def build(
     trending = counted | "TrendingItems" >> TrendingItems(
         config.rolling.size, config.rolling.period, config.rolling.trending_top, lateness
     )
-    specs = config.models.specs()
+    specs = config.model_specs()
     behind = max(lateness, config.models.allowed_lateness, learner_lateness_ms)
     horizon = None if correct_any_late_input else config.models.correction_horizon
     learned = timeline.model_inputs | "LearnOnline" >> LearnOnline(

@@ -222,16 +222,24 @@ def _run(args) -> int:
     return 0
 
 
-def _profile(args) -> int:
+def _user_and_client(args):
+    """The user's key (pseudonymized as the job does) and a client, or None when no key."""
     import redis
-
-    from transforms.redis_sink import read_profile
 
     source = _key_source(args)
     if source is None:
-        return 2
+        return None
     user = _user_key(args, source.load(), args.user)
-    client = redis.Redis.from_url(_redis_url(args))
+    return user, redis.Redis.from_url(_redis_url(args))
+
+
+def _profile(args) -> int:
+    from transforms.redis_sink import read_profile
+
+    found = _user_and_client(args)
+    if found is None:
+        return 2
+    user, client = found
     snapshot = read_profile(client, args.namespace, user)
     if snapshot is None:
         print(f"no profile for that user in namespace {args.namespace!r}", file=sys.stderr)
@@ -260,8 +268,62 @@ def _scores(fields: dict[str, str]) -> dict:
         elif part:
             entry[part] = value
         else:
-            entry["score"] = float(value)
+            # A recommender's score is the user's list, as JSON.
+            entry["score"] = json.loads(value) if value.startswith("[") else float(value)
     return dict(sorted(found.items()))
+
+
+def _recommend(args) -> int:
+    from transforms.redis_sink import key
+
+    user_client = _user_and_client(args)
+    if user_client is None:
+        return 2
+    user, client = user_client
+    stored = client.hget(key(args.namespace, "scores", user), "recommendations")
+    if stored is not None:
+        found = {"user": user, "personalized": True, "items": json.loads(stored)}
+    else:
+        summaries = [
+            client.hget(key(args.namespace, "model", name), "summary")
+            for name in ["recommendations", *(f"recommendations:{k}" for k in range(64))]
+        ]
+        popular = next((json.loads(raw)["popular"] for raw in summaries if raw), None)
+        if popular is None:
+            print(
+                f"no recommendations in namespace {args.namespace!r} (is the recommendations "
+                "model enabled in models.enabled?)",
+                file=sys.stderr,
+            )
+            return 1
+        # No consent to personalization, or no click yet: the shop's most clicked items.
+        items = [{"item": item, "reason": "popular", "because": None} for item in popular]
+        found = {"user": user, "personalized": False, "items": items}
+    if args.json:
+        print(json.dumps(found, indent=2, sort_keys=True))
+        return 0
+    if not found["personalized"]:
+        print(
+            "no personalized list for this user (no consent to personalization, or no "
+            "click yet): the most clicked items"
+        )
+    for rank, entry in enumerate(found["items"], 1):
+        print(f"{rank:>3}. {entry['item']:<24} {_why(entry)}")
+    return 0
+
+
+def _why(entry: dict) -> str:
+    """A reason a shop can show.
+
+    >>> _why({"reason": "viewed", "because": "p1"}), _why({"reason": "popular"})
+    ('because you viewed p1', 'popular now')
+    """
+    reason = entry.get("reason")
+    if reason == "viewed":
+        return f"because you viewed {entry['because']}"
+    if reason == "session":
+        return "you viewed it in this visit"
+    return "popular now"
 
 
 # Fields of a profile snapshot (and its scores) that hold event times in epoch ms.
@@ -701,6 +763,19 @@ def parser() -> argparse.ArgumentParser:
     _add_redis_flags(profile)
     _add_user_flags(profile)
     profile.set_defaults(func=_profile)
+
+    recommend = sub.add_parser(
+        "recommend",
+        help="print one user's recommended products with reasons",
+        description="Prints the user's list as the pipeline last served it (mt:NS:scores:USER, "
+        "field recommendations) with a reason per item; for a user without one (no consent "
+        "to personalization, or no click yet) the most clicked items, labelled so.",
+    )
+    recommend.add_argument("user", help="the user id (pseudonymized with the key to look it up)")
+    recommend.add_argument("--json", action="store_true", help="the list as JSON")
+    _add_redis_flags(recommend)
+    _add_user_flags(recommend)
+    recommend.set_defaults(func=_recommend)
 
     erase = sub.add_parser(
         "erase",

@@ -19,8 +19,12 @@ reaches it). It prints:
   95% confidence interval (the log of a ratio of two proportions, Katz's
   interval).
 
+* with ``recommendations`` on, HR@K and MRR@K (in %) of each user's list
+  as served before the next click, next to POP and S-POP measured the same
+  way (``recommendations_report``).
+
 ``--json PATH`` writes ``{"models": {...}, "baselines": {...}, "segments":
-{...}, "lift": {...}}``.
+{...}, "lift": {...}}``, and ``"recommendations": {...}`` when that model ran.
 """
 
 from __future__ import annotations
@@ -60,13 +64,16 @@ def report(client, namespace: str, config, totals: dict) -> dict:
     from models.learning import combine
     from transforms.redis_sink import key
 
-    models, baselines = {}, {}
+    models, baselines, recommendations = {}, {}, None
     shards = config.models.shards
     for name in config.models.enabled:
         names = [name] if shards == 1 else [f"{name}:{k}" for k in range(shards)]
         raws = [client.hget(key(namespace, "model", n), "summary") for n in names]
         found_summaries = [json.loads(raw) for raw in raws if raw is not None]
         if not found_summaries:
+            continue
+        if found_summaries[0].get("kind") == "recommender":
+            recommendations = recommendations_report(found_summaries)
             continue
         # A model run as several shards: their metrics weighted by examples.
         summary = combine(found_summaries)
@@ -94,7 +101,62 @@ def report(client, namespace: str, config, totals: dict) -> dict:
         found[f"pattern:{name}"] = lift(
             pattern_converted.get(name, 0), matches.get(name, 0), visits_converted, visits
         )
-    return {"models": models, "baselines": baselines, "segments": segments, "lift": found}
+    out = {"models": models, "baselines": baselines, "segments": segments, "lift": found}
+    if recommendations is not None:
+        out["recommendations"] = recommendations
+    return out
+
+
+def recommendations_report(summaries: list[dict]) -> dict:
+    """HR@K and MRR@K (in %) of the lists as served, with POP and S-POP, over the shards.
+
+    The clicks of a marked test period (``properties.split`` = ``test``) when
+    the events marked one, else every click scored (``evaluate_share``).
+    Shards are combined weighted by their predictions.
+
+    >>> one = {"k": 2, "algorithm": "a", "samples": 9, "size": {"sessions": 3},
+    ...        "metrics": {"hr_at_2": 50.0, "mrr_at_2": 25.0, "predictions": 2},
+    ...        "baselines": {"pop": {"hr_at_2": 0.0, "mrr_at_2": 0.0, "predictions": 2}}}
+    >>> two = {**one, "metrics": {"hr_at_2": 100.0, "mrr_at_2": 100.0, "predictions": 6}}
+    >>> found = recommendations_report([one, two])
+    >>> found["hr_at_2"], found["mrr_at_2"], found["predictions"], found["size"]
+    (87.5, 81.25, 8, {'sessions': 6})
+    """
+    k = summaries[0]["k"]
+    test = any("test" in (s.get("by_period") or {}) for s in summaries)
+
+    def view(summary: dict) -> dict:
+        return summary["by_period"].get("test", {}) if test else summary
+
+    def mean(reports: list[dict]) -> dict:
+        n = sum(r.get("predictions") or 0 for r in reports)
+        out = {"predictions": n}
+        for name in (f"hr_at_{k}", f"mrr_at_{k}"):
+            pairs = [(r[name], r["predictions"]) for r in reports if r.get(name) is not None]
+            out[name] = round(sum(v * w for v, w in pairs) / n, 2) if n else None
+        return out
+
+    views = [view(s) for s in summaries]
+    found = mean([v.get("metrics") or {} for v in views])
+    names = sorted({b for v in views for b in v.get("baselines") or {}})
+    baselines = {
+        name: mean([v["baselines"][name] for v in views if name in (v.get("baselines") or {})])
+        for name in names
+    }
+    size: dict = {}
+    for summary in summaries:
+        for name, value in (summary.get("size") or {}).items():
+            size[name] = size.get(name, 0) + value
+    return {
+        "algorithm": summaries[0]["algorithm"],
+        "k": k,
+        "clicks_scored": "test period" if test else "all (a share of users)",
+        **found,
+        "baselines": baselines,
+        "clicks": sum(s["samples"] for s in summaries),
+        "shards": len(summaries),
+        "size": size,
+    }
 
 
 def _cell(value) -> str:
@@ -128,6 +190,22 @@ def format_report(found: dict) -> str:
             f"  (shards: {counts}; each metric is the shards' mean weighted by their examples, "
             "so ROC AUC compares no pair across shards)"
         )
+    recs = found.get("recommendations")
+    if recs:
+        k = recs["k"]
+        lines += [
+            "",
+            f"recommendations ({recs['algorithm']}, top {k}, clicks scored: "
+            f"{recs['clicks_scored']}; each list as served before the next click)",
+            f"  {'list':<{width}} {f'HR@{k}':>8} {f'MRR@{k}':>8} {'predictions':>12}",
+        ]
+        rows = [(recs["algorithm"], recs)]
+        rows += [(f"baseline {name}", m) for name, m in recs["baselines"].items()]
+        for name, m in rows:
+            lines.append(
+                f"  {name:<{width}} {_cell(m.get(f'hr_at_{k}')):>8} "
+                f"{_cell(m.get(f'mrr_at_{k}')):>8} {m['predictions']:>12}"
+            )
     lines += [
         "",
         "segments (size: members at the end of the replay)",

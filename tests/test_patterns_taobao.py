@@ -78,6 +78,9 @@ def test_batch_and_streaming_leave_identical_redis_state(replays, redis_client):
     assert batch.keys() == stream.keys()
     assert any(k.startswith("segment:") for k in batch)
     assert sum(k.startswith("scores:") for k in batch) == 815
+    # Every user (all consent in this config) has a list, the same in both.
+    lists = [c for k, (_, c) in batch.items() if k.startswith("scores:")]
+    assert sum(b"recommendations" in content for content in lists) == 815
     assert batch == stream
 
 
@@ -221,7 +224,7 @@ def test_batch_and_streaming_learn_the_same_models(replays, redis_client):
     for mode in ("batch", "stream"):
         namespace = replays[mode]["namespace"]
         found[mode] = {}
-        for name in ("purchase_intent", "churn_risk", "clusters"):
+        for name in ("purchase_intent", "churn_risk", "clusters", "recommendations"):
             raw = redis_client.hget(f"mt:{namespace}:model:{name}", "summary")
             found[mode][name] = json.loads(raw)
         assert found[mode]["purchase_intent"]["metrics"]["roc_auc"] > 0.5, mode

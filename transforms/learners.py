@@ -79,7 +79,7 @@ def report_metrics(summary: dict) -> None:
     """The model's progressive metrics as pipeline gauges (millionths: gauges are integers)."""
     name = learning.summary_name(summary)
     for metric, value in (summary.get("metrics") or {}).items():
-        if value is not None and metric != "samples":
+        if value is not None and metric not in ("samples", "predictions"):
             gauge = beam.metrics.Metrics.gauge(NAMESPACE, f"model_{metric}_x1e6.{name}")
             gauge.set(int(round(value * 1e6)))
     beam.metrics.Metrics.gauge(NAMESPACE, f"model_samples.{name}").set(summary["samples"])

@@ -3,7 +3,9 @@
 Written by hand (Beam has no Redis sink for Python).
 
 ``mt:NS:scores:USER`` (hash)
-    per model: ``MODEL`` (the score: a probability, or a cluster number),
+    per model: ``MODEL`` (the score: a probability, a cluster number, or for
+    ``recommendations`` the user's list as JSON, ``[{"item", "score",
+    "reason", "because"}]``),
     ``MODEL:version`` and ``MODEL:at`` (the event time it is as of). The
     score as of the latest time wins (``write_score.lua``), so a replay or a
     retried bundle changes nothing; a score as of the same time replaces the
@@ -56,7 +58,10 @@ class _ScoreFn(BatchedRedisFn):
         for score in newest.values():
             user = score["user_id"]
             keys = [key(self._namespace, "scores", user), tombstone_key(self._namespace, user)]
-            args = [score["model"], repr(score["score"]), score["version"], score["at"], self._ttl]
+            value = score["score"]
+            # A recommender's score is the user's list: stored as JSON.
+            text = canonical_json(value) if isinstance(value, list) else repr(value)
+            args = [score["model"], text, score["version"], score["at"], self._ttl]
             calls.append((keys, args))
         results = run_batch(self._client, self._script, calls, self._url)
         self._written.inc(sum(1 for result in results if result == 1))

@@ -151,9 +151,11 @@ def _timeline_inputs() -> list[dict]:
 
 
 def test_packed_inputs_unpack_to_what_was_packed_and_feed_the_same():
+    from models import timeline
+
     inputs = _timeline_inputs()
     inputs.append({**inputs[0], "x": {"odd": 1, "names": 2.5}, "id": "unknown-set"})
-    assert {i["model"] for i in inputs} == {"purchase_intent", "churn_risk", "clusters"}
+    assert {i["model"] for i in inputs} == set(timeline.MODELS)
     for item in inputs:
         again = learning.unpack(learning.pack(item))
         assert again == item

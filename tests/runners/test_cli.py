@@ -237,7 +237,14 @@ def test_evaluate_reports_models_baselines_segments_and_lift(
     printed = capsys.readouterr().out
     assert "purchase_intent" in printed and "baseline purchase_intent.views" in printed
     found = json.loads(out.read_text())
-    assert set(found) == {"models", "baselines", "segments", "lift"}
+    assert set(found) == {"models", "baselines", "segments", "lift", "recommendations"}
+    recs = found["recommendations"]
+    assert recs["algorithm"] == "session_knn" and recs["clicks_scored"].startswith("all")
+    # A share of users' clicks is scored, and the baselines on exactly those clicks.
+    assert 0 < recs["predictions"] < recs["clicks"]
+    assert recs["baselines"]["spop"]["predictions"] == recs["predictions"]
+    assert 0 <= recs["baselines"]["pop"]["hr_at_20"] <= recs["hr_at_20"] <= 100
+    assert "recommendations (session_knn, top 20" in printed
     intent = found["models"]["purchase_intent"]
     assert 0.5 < intent["roc_auc"] <= 1 and intent["log_loss"] > 0
     assert found["baselines"]["purchase_intent.majority"]["roc_auc"] == 0.5
