@@ -16,7 +16,11 @@ side in one round, with their spread (lowest, highest):
 * ``patterns``: the same with the default pattern pack
   (``examples/patterns.yaml``): detection, governance, trigger publishing;
 * ``full``: the full example config (``examples/config.yaml``: patterns,
-  rule segments and the online models);
+  rule segments and the online models, recommendations among them);
+* ``full_no_recs`` (only with ``--only``): the same without the
+  recommendations model, so ``recommendations_share`` (1 - its time / the
+  full time) is what the recommendations cost; ``full`` runs also report
+  what the recommender holds at the end and its HR and MRR (``recommender``);
 * ``protect``: not a pipeline: ``models.privacy.protect`` alone over every
   event of the file, in one loop, to see what pseudonymization costs.
 
@@ -99,6 +103,7 @@ def _pipeline(
     runner: str = "fnapi",
     streaming: bool = False,
     full: bool = False,
+    recommendations: bool = True,
 ) -> dict:
     from pipelines.config import load_config
     from pipelines.keys import KeySource
@@ -111,6 +116,11 @@ def _pipeline(
         config = config.model_copy(update={"segments": {}, "models": models})
     if not (patterns or full):
         config = config.model_copy(update={"patterns": {}})
+    if not recommendations:
+        enabled = [m for m in config.models.enabled if m != "recommendations"]
+        models = config.models.model_copy(update={"enabled": enabled})
+        config = config.model_copy(update={"models": models})
+    sizes = None
     with tempfile.TemporaryDirectory() as tmp, RedisServer(data_dir=Path(tmp) / "redis") as server:
         request = ReplayRequest(
             inputs=[path],
@@ -125,7 +135,21 @@ def _pipeline(
         started = time.perf_counter()
         summary = run(request)
         wall = time.perf_counter() - started
-    return {"wall_seconds": wall, "summary": summary}
+        if "recommendations" in config.models.enabled:
+            import redis
+
+            client = redis.Redis.from_url(server.url)
+            raw = client.hget("mt:bench:model:recommendations", "summary")
+            client.close()
+            if raw:
+                found = json.loads(raw)
+                sizes = {"size": found["size"], "metrics": found["metrics"]}
+                if "by_period" in found:
+                    sizes["by_period"] = found["by_period"]
+    out = {"wall_seconds": wall, "summary": summary}
+    if sizes is not None:
+        out["recommender"] = sizes
+    return out
 
 
 def _protect(path: str) -> dict:
@@ -265,6 +289,7 @@ def _child(variant: str, path: str) -> None:
         "pipeline": _pipeline,
         "patterns": lambda p: _pipeline(p, patterns=True),
         "full": lambda p: _pipeline(p, full=True),
+        "full_no_recs": lambda p: _pipeline(p, full=True, recommendations=False),
         "protect": _protect,
         "prism:baseline": lambda p: _baseline(p, "prism"),
         "prism:pipeline": lambda p: _pipeline(p, runner="prism"),
@@ -362,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
             runs["stream:direct"] = []
         if args.only:
             wanted = args.only.split(",")
-            unknown = [v for v in wanted if v not in runs]
+            unknown = [v for v in wanted if v not in runs and v != "full_no_recs"]
             if unknown:
                 parser.error(f"--only: unknown variant(s) {unknown} (known: {', '.join(runs)})")
             runs = {v: [] for v in wanted}
@@ -396,6 +421,7 @@ def main(argv: list[str] | None = None) -> int:
         pairs = (
             ("pipeline", "baseline"),
             ("full", "baseline"),
+            ("full_no_recs", "baseline"),
             ("prism:pipeline", "prism:baseline"),
         )
         for variant, baseline in pairs:
@@ -403,6 +429,14 @@ def main(argv: list[str] | None = None) -> int:
                 result[f"{variant}_ratio"], result[f"{variant}_ratio_spread"] = side_by_side(
                     variant, baseline
                 )
+        if "full" in runs and "full_no_recs" in runs:
+            result["recommendations_share"] = round(1 - median["full_no_recs"] / median["full"], 3)
+            # full rate / full_no_recs rate, side by side: below 1 by what recommending costs.
+            result["full_over_no_recs"], result["full_over_no_recs_spread"] = side_by_side(
+                "full", "full_no_recs"
+            )
+        if "full" in runs and runs["full"][-1].get("recommender"):
+            result["recommender"] = runs["full"][-1]["recommender"]
         print(json.dumps(result, indent=2))
         if args.json:
             Path(args.json).parent.mkdir(parents=True, exist_ok=True)

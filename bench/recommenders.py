@@ -1,0 +1,153 @@
+"""The recommenders of ``models.recommend`` on the session benchmark, as the literature scores it.
+
+    python bench/recommenders.py [--data ../shared/datasets/diginetica_srgnn]
+                                 [--only pop,spop,iknn,vsknn,...] [--limit-test N] [--json OUT]
+
+Protocol (the one ``../shared/datasets/diginetica_srgnn/SOURCE.md`` states):
+every model learns the training sessions click by click in file order, then
+the test sessions the same way; after each click of a test session but its
+last, the model ranks 20 items for the session's clicks so far and the next
+click is looked up in them. HR@20 is the share of next clicks in the list,
+MRR@20 the mean of 1/rank (0 beyond 20), both in %. The models are the pure
+ones; what the pipeline serves is measured by ``microtarget evaluate``.
+
+Printed per variant: HR@20, MRR@20, the reference figures of SOURCE.md, the
+seconds spent learning and ranking, clicks per second, and what the model
+holds at the end (``size()``) with its pickled bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import pickle
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from models import recommend  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "datasets" / "diginetica_srgnn"
+K = 20
+
+REFERENCE = {  # SOURCE.md, in %
+    "pop": (0.93, 0.21),
+    "spop": (21.08, 13.69),
+    "iknn": (40.38, 13.09),  # Item-KNN learned online, lambda = 20
+    "vsknn": (51.00, 18.02),
+}
+
+DAY = 86_400_000
+VARIANTS = {
+    "pop": lambda: recommend.Popular(),
+    "spop": lambda: recommend.SessionPopular(),
+    "iknn": lambda: recommend.ItemKNN(smoothing=20, neighbours=200),
+    "iknn_n50": lambda: recommend.ItemKNN(smoothing=20, neighbours=50),
+    "iknn_decay": lambda: recommend.ItemKNN(smoothing=20, neighbours=200, half_life_ms=7 * DAY),
+    "sknn": lambda: recommend.SessionKNN(neighbours=100, sample=1000, recent_weighted=False),
+    "vsknn": lambda: recommend.SessionKNN(neighbours=100, sample=1000),
+}
+CLICK_MS = 1_000  # the synthetic time rule of `microtarget import srgnn`: a click a second
+
+
+def read_sessions(path: Path) -> list[list[int]]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt") as lines:
+        return [[int(x) for x in line.split()] for line in lines if line.strip()]
+
+
+def run(name: str, train, test, limit_test: int | None) -> dict:
+    model = VARIANTS[name]()
+    hits = 0
+    reciprocal = 0.0
+    predictions = 0
+    clock = 0
+    learn_s = rank_s = 0.0
+    learn = model.learn
+    started = time.perf_counter()
+    for number, items in enumerate(train):
+        for item in items:
+            learn(("train", number), item, clock)
+            clock += CLICK_MS
+    learn_s += time.perf_counter() - started
+    for number, items in enumerate(test[:limit_test]):
+        session = ("test", number)
+        for position, item in enumerate(items[:-1]):
+            t0 = time.perf_counter()
+            learn(session, item, clock)
+            clock += CLICK_MS
+            t1 = time.perf_counter()
+            prefix = items[: position + 1]
+            if name in ("sknn", "vsknn"):
+                ranked = model.recommend(prefix, K, exclude=session)
+            else:
+                ranked = model.recommend(prefix, K)
+            rank_s += time.perf_counter() - t1
+            learn_s += t1 - t0
+            target = items[position + 1]
+            for rank, entry in enumerate(ranked, 1):
+                if entry[0] == target:
+                    hits += 1
+                    reciprocal += 1.0 / rank
+                    break
+            predictions += 1
+        learn(session, items[-1], clock)
+        clock += CLICK_MS
+    clicks = sum(map(len, train)) + sum(map(len, test[:limit_test]))
+    return {
+        "variant": name,
+        "hr_at_20": round(100 * hits / predictions, 2),
+        "mrr_at_20": round(100 * reciprocal / predictions, 2),
+        "predictions": predictions,
+        "reference": REFERENCE.get(name),
+        "learn_s": round(learn_s, 1),
+        "rank_s": round(rank_s, 1),
+        "clicks_per_s": round(clicks / (learn_s + rank_s)),
+        "size": model.size(),
+        "pickled_mb": round(len(pickle.dumps(model, pickle.HIGHEST_PROTOCOL)) / 1e6, 1),
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument(
+        "--train", type=Path, default=None, help="default: DATA/train_sessions.txt.gz"
+    )
+    parser.add_argument(
+        "--test", type=Path, default=None, help="default: DATA/test_sessions.txt.gz"
+    )
+    parser.add_argument("--only", default="pop,spop,iknn,vsknn")
+    parser.add_argument("--limit-test", type=int, default=None, help="test sessions to score")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    names = args.only.split(",")
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        parser.error(f"--only: unknown variant {', '.join(unknown)} (of {', '.join(VARIANTS)})")
+    train = read_sessions(args.train or args.data / "train_sessions.txt.gz")
+    test = read_sessions(args.test or args.data / "test_sessions.txt.gz")
+    rows = []
+    for name in names:
+        row = run(name, train, test, args.limit_test)
+        rows.append(row)
+        ref = row["reference"]
+        print(
+            f"{name:12s} HR@20 {row['hr_at_20']:6.2f}  MRR@20 {row['mrr_at_20']:6.2f}"
+            + (f"  (reference {ref[0]:.2f} / {ref[1]:.2f})" if ref else "")
+            + f"  {row['predictions']} predictions, learn {row['learn_s']} s,"
+            f" rank {row['rank_s']} s, {row['clicks_per_s']} clicks/s,"
+            f" {row['size']}, {row['pickled_mb']} MB pickled",
+            flush=True,
+        )
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
