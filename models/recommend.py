@@ -289,11 +289,17 @@ class SessionKNN(_Model):
         self.max_items = max_items
         self.sessions: dict = {}  # session -> [recency, its distinct items], oldest first
         self.index: dict = {}  # item -> {session: None}, the most recent sessions with it
+        self.tags: dict = {}  # session -> the groups (segments) its user was in at its last click
         self.clock = 0
         self.popular = Popular()
 
-    def learn(self, session: Hashable, item: Item, at: int = 0) -> None:
+    def learn(self, session: Hashable, item: Item, at: int = 0, tags: tuple = ()) -> None:
+        """Learn a click; ``tags``: the groups the session counts in as a neighbour."""
         self.popular.learn(session, item, at)
+        if tags:
+            self.tags[session] = tags
+        elif self.tags:
+            self.tags.pop(session, None)
         self.clock += 1
         entry = self.sessions.pop(session, None)
         if entry is None:
@@ -320,6 +326,7 @@ class SessionKNN(_Model):
         entry = self.sessions.pop(old, None)
         if entry is None:
             return
+        self.tags.pop(old, None)
         for item in entry[1]:
             recent = self.index.get(item)
             if recent is not None:
@@ -334,13 +341,16 @@ class SessionKNN(_Model):
             return dict.fromkeys(items, 1.0)
         return {item: (position + 1) / n for position, item in enumerate(items)}
 
-    def neighbours(self, items: Sequence[Item], exclude: Hashable = None) -> list[tuple]:
-        """``(session, similarity)`` of the ``k`` nearest past sessions."""
+    def neighbours(
+        self, items: Sequence[Item], exclude: Hashable = None, tag: Hashable = None
+    ) -> list[tuple]:
+        """``(session, similarity)`` of the ``k`` nearest past sessions (with ``tag``, if given)."""
         weights = self._weights(items)
         candidates: dict = {}
+        tags = self.tags
         for item in weights:
             for session in self.index.get(item, ()):
-                if session != exclude:
+                if session != exclude and (tag is None or tag in tags.get(session, ())):
                     candidates[session] = self.sessions[session][0]
         if len(candidates) > self.sample:
             recent = heapq.nlargest(self.sample, candidates.items(), key=lambda kv: kv[1])
@@ -358,15 +368,18 @@ class SessionKNN(_Model):
         return best
 
     def recommend(
-        self, items: Sequence[Item], k: int = 20, exclude: Hashable = None
+        self, items: Sequence[Item], k: int = 20, exclude: Hashable = None, tag: Hashable = None
     ) -> list[Recommendation]:
-        """Ranked items for a session's clicks so far; ``exclude``: the session itself."""
+        """Ranked items for a session's clicks so far; ``exclude``: the session itself.
+
+        ``tag``: only sessions with that tag are neighbours, and nothing fills the list.
+        """
         if not items:
-            return self.popular.recommend((), k)
+            return [] if tag is not None else self.popular.recommend((), k)
         scores: dict = {}
         because: dict = {}
         weights = self._weights(items)
-        for session, similarity in self.neighbours(items, exclude):
+        for session, similarity in self.neighbours(items, exclude, tag):
             others = self.sessions[session][1]
             # The reason: the latest item of this session that the neighbour shares.
             shared = max((weights[i], str(i), i) for i in others if i in weights)[2]
@@ -376,11 +389,12 @@ class SessionKNN(_Model):
                 if item not in because:
                     because[item] = shared
         ranked = [(item, score, (VIEWED, because[item])) for item, score in _top(scores, k)]
-        return self.popular.fill(ranked, k)
+        return ranked if tag is not None else self.popular.fill(ranked, k)
 
     def size(self) -> dict[str, int]:
         return {
             "sessions": len(self.sessions),
+            "tagged_sessions": len(self.tags),
             "session_items": sum(len(entry[1]) for entry in self.sessions.values()),
             "index_entries": sum(len(recent) for recent in self.index.values()),
         }
@@ -459,9 +473,22 @@ class SessionRecommender(_Model):
     unless ``recommend_purchased``; ``forget(x)`` drops what the model holds
     of ``{"user"}`` (its sessions and purchases).
 
+    Within segments: with ``segment_weight`` above 0, clicks also carry the
+    user's rule segments (``x["segments"]``) and ``segments`` gives each
+    segment's ``(name, parent, min_size)``, parents first. A user's list is
+    then a blend of the global one and one learned among the members of the
+    user's most specific segment: ``(1 - w) * global + w * segment``, each
+    scaled by its best score. With ``session_knn`` the segment's list is made
+    from neighbour sessions of the segment's members only (similarity only
+    among members); with the other algorithms, from the items the members
+    clicked most. A segment that has seen fewer than ``min_size`` members
+    click gives way to its parent, and one without a parent to the global list
+    alone. Items the segment's part brings carry the segment's name.
+
     Memory: the open sessions of at most ``max_users`` users (the least
     recently active go first), each its last ``max_items`` clicks, and per
-    user the last ``max_items`` purchases; plus the algorithm's own bounds.
+    user the last ``max_items`` purchases; plus the algorithm's own bounds,
+    and per segment a click count per item it has seen.
     """
 
     def __init__(
@@ -473,10 +500,14 @@ class SessionRecommender(_Model):
         max_users: int = 100_000,
         max_items: int = 50,
         evaluate_share: float = 0.1,
+        segment_weight: float = 0.0,
+        segments: Sequence[tuple] = (),
         **params,
     ):
         if not 0 <= evaluate_share <= 1:
             raise ValueError("evaluate_share must be in [0, 1]")
+        if not 0 <= segment_weight <= 1:
+            raise ValueError("segment_weight must be in [0, 1]")
         if algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm: one of {', '.join(ALGORITHMS)}, not {algorithm!r}")
         if min(k, gap_ms, max_users, max_items) < 1:
@@ -497,6 +528,16 @@ class SessionRecommender(_Model):
         self.baselines_by_period: dict = {}
         self.popular = Popular()
         self.clicks = 0
+        self.segment_weight = segment_weight
+        # segment -> (its place, parents first; its parent; its min_size)
+        self.segments = {
+            name: (place, parent, min_size)
+            for place, (name, parent, min_size) in enumerate(segments)
+        }
+        self.segment_popular: dict = {}  # segment -> Popular of its members' clicks
+        self.segment_members: dict = {}  # segment -> members seen, until min_size of them
+        self.segments_grown: set = set()  # segments that have seen min_size members
+        self.within = _HitRate()  # the clicks whose list was served within a segment
 
     # -- the algorithms' calls ------------------------------------------------
     def _ranked(self, session, items: list, k: int) -> list[Recommendation]:
@@ -504,12 +545,76 @@ class SessionRecommender(_Model):
             return self.model.recommend(items, k, exclude=session)
         return self.model.recommend(items, k)
 
-    def _served(self, user, session, items: list) -> list[Recommendation]:
+    def _served(self, user, session, items: list, segment=None) -> list[Recommendation]:
         bought = () if self.recommend_purchased else self.bought.get(user, ())
-        ranked = self._ranked(session, items, self.k + len(bought))
+        n = self.k + len(bought)
+        ranked = self._ranked(session, items, n)
+        if segment is not None:
+            ranked = self._blend(ranked, self._local(segment, session, items, n), segment, n)
         if bought:
             ranked = [entry for entry in ranked if entry[0] not in bought]
         return ranked[: self.k]
+
+    # -- within segments ------------------------------------------------------
+    def _segment(self, groups: tuple):
+        """The segment a list is learned in: the user's most specific that has grown."""
+        known = [name for name in groups if name in self.segments]
+        if not known:
+            return None
+        name = max(known, key=lambda g: self.segments[g][0])
+        while name is not None and not (name in self.segments_grown or self.segments[name][2] <= 0):
+            name = self.segments[name][1]
+        return name
+
+    def _local(self, segment, session, items: list, n: int) -> list[Recommendation]:
+        """The list learned among the segment's members (unfilled)."""
+        if isinstance(self.model, SessionKNN):
+            return self.model.recommend(items, n, exclude=session, tag=segment)
+        popular = self.segment_popular.get(segment)
+        return popular.recommend((), n) if popular is not None else []
+
+    def _blend(self, ranked: list, local: list, segment, n: int) -> list[Recommendation]:
+        """``(1 - w) * global + w * local``, each scaled by its best score, then filled.
+
+        An item keeps the reason of the larger part, and the segment's name when
+        that is the segment's. Ties keep the global order, then the local one.
+        """
+        w = self.segment_weight
+        parts: dict = {}  # item -> [global part, local part, place, global reason, local reason]
+        for side, weight, entries in ((0, 1 - w, ranked), (1, w, local)):
+            best = max((entry[1] for entry in entries), default=0.0)
+            for position, (item, score, reason) in enumerate(entries):
+                entry = parts.get(item)
+                if entry is None:
+                    entry = parts[item] = [0.0, 0.0, side * len(ranked) + position, reason, reason]
+                entry[side] = weight * score / best if best > 0 else 0.0
+                entry[3 + side] = reason
+        order = sorted(parts.items(), key=lambda kv: (-(kv[1][0] + kv[1][1]), kv[1][2]))
+        out = []
+        for item, (own, theirs, _place, reason, their_reason) in order[:n]:
+            if theirs > own:
+                out.append((item, own + theirs, their_reason, segment))
+            else:
+                out.append((item, own + theirs, reason))
+        if len(out) < n and segment in self.segment_popular:
+            out = self.segment_popular[segment].fill(out, n)
+        return self.popular.fill(out, n)
+
+    def _join(self, user, groups: tuple, item, at: int) -> None:
+        """Count a click among the segments of its user."""
+        for name in groups:
+            if name not in self.segments:
+                continue
+            popular = self.segment_popular.get(name)
+            if popular is None:
+                popular = self.segment_popular[name] = Popular()
+            popular.learn(None, item, at)
+            if name not in self.segments_grown:
+                members = self.segment_members.setdefault(name, set())
+                members.add(user)
+                if len(members) >= self.segments[name][2]:
+                    self.segments_grown.add(name)
+                    del self.segment_members[name]
 
     def _touch(self, table: dict, user, fresh):
         entry = table.pop(user, None)
@@ -531,10 +636,13 @@ class SessionRecommender(_Model):
             and entry[2]
             and (period == TEST or self._evaluated(user))
         ):
-            session, items = (user, entry[0]), entry[2]
-            served = self._served(user, session, items)
-            self._score(period, _rank(served, item), items, item)
-        entry = self._touch(self.open, user, lambda: [at, at, []])
+            session, items, segment = (user, entry[0]), entry[2], self._segment(entry[3])
+            served = self._served(user, session, items, segment)
+            rank = _rank(served, item)
+            self._score(period, rank, items, item)
+            if segment is not None:
+                self.within.update(rank)
+        entry = self._touch(self.open, user, lambda: [at, at, [], ()])
         if at - entry[1] >= self.gap_ms:
             if isinstance(self.model, ItemKNN):
                 self.model.end_session((user, entry[0]))
@@ -542,7 +650,15 @@ class SessionRecommender(_Model):
         entry[1] = at
         entry[2].append(item)
         del entry[2][: -self.max_items]
-        self.model.learn((user, entry[0]), item, at)
+        groups = ()
+        if self.segment_weight and self.segments:
+            groups = tuple(x.get("segments") or ())
+            self._join(user, groups, item, at)
+        entry[3] = groups
+        if groups and isinstance(self.model, SessionKNN):
+            self.model.learn((user, entry[0]), item, at, tags=groups)
+        else:
+            self.model.learn((user, entry[0]), item, at)
         self.popular.learn(None, item, at)
         self.clicks += 1
         if x.get("bought"):
@@ -582,18 +698,25 @@ class SessionRecommender(_Model):
         user = x["user"]
         entry = self.open.get(user)
         if entry is not None and at - entry[1] < self.gap_ms:
-            session, items = (user, entry[0]), entry[2]
+            session, items, segment = (user, entry[0]), entry[2], self._segment(entry[3])
         else:
-            session, items = None, []
-        return [
-            {"item": item, "score": round(score, 6), "reason": reason, "because": because}
-            for item, score, (reason, because) in self._served(user, session, items)
-        ]
+            session, items, segment = None, [], None
+        out = []
+        for item, score, (reason, because), *segment_used in self._served(
+            user, session, items, segment
+        ):
+            found = {"item": item, "score": round(score, 6), "reason": reason, "because": because}
+            if segment_used:
+                found["segment"] = segment_used[0]
+            out.append(found)
+        return out
 
     def forget(self, x: dict) -> None:
         user = x["user"]
         self.open.pop(user, None)
         self.bought.pop(user, None)
+        for members in self.segment_members.values():
+            members.discard(user)
         model = self.model
         if isinstance(model, SessionKNN | ItemKNN):
             for session in [s for s in model.sessions if s[0] == user]:
@@ -603,12 +726,20 @@ class SessionRecommender(_Model):
         out = {
             "algorithm": self.algorithm,
             "k": self.k,
+            "segment_weight": self.segment_weight,
             "clicks": self.clicks,
             "metrics": self.metrics.report(self.k),
             "baselines": {name: m.report(self.k) for name, m in self.baselines.items()},
-            "size": {**self.model.size(), "users": len(self.open), "buyers": len(self.bought)},
+            "size": {
+                **self.model.size(),
+                "users": len(self.open),
+                "buyers": len(self.bought),
+                "segments": len(self.segment_popular),
+            },
             "popular": [item for item, _score, _reason in self.popular.recommend((), self.k)],
         }
+        if self.segment_weight:
+            out["within_segments"] = self.within.report(self.k)
         if self.by_period:
             out["by_period"] = {
                 period: {

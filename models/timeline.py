@@ -333,6 +333,9 @@ def _follow(params: TimelineParams, state: dict, item: tuple, step: Step) -> Non
                 "bought": payload["event_type"] == ev.PURCHASE,
                 "period": (payload.get("properties") or {}).get("split"),
             }
+            if state["segments"]:
+                # The rule segments the user is in, for lists learned within them.
+                x["segments"] = sorted(state["segments"])
             _input(step, RECOMMENDATIONS, "example", user, ts, x, ident=payload["event_id"])
         return
     # A closed session: what it was before any purchase, and whether it ended in one.

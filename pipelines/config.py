@@ -314,9 +314,21 @@ class RecommendationsConfig(_Section):
         description="Share of users whose every click is checked against the list served "
         "before it (HR and MRR); clicks of a marked period (properties.split) always are.",
     )
+    segment_weight: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Weight of the list learned among the members of the user's most "
+        "specific rule segment (session_knn: neighbour sessions of members only; the others: "
+        "the members' most clicked items), blended with the global list; 0: global only. A "
+        "segment that has seen fewer than its min_size members click gives way to its parent.",
+    )
 
-    def params(self, gap_ms: int) -> tuple:
-        """``models.recommend.SessionRecommender``'s keyword arguments, as sorted pairs."""
+    def params(self, gap_ms: int, segments: tuple = ()) -> tuple:
+        """``models.recommend.SessionRecommender``'s keyword arguments, as sorted pairs.
+
+        ``segments``: the compiled rule segments (``models.segments``), parents first.
+        """
         params = {
             "algorithm": self.algorithm,
             "k": self.size,
@@ -325,6 +337,9 @@ class RecommendationsConfig(_Section):
             "max_users": self.max_users,
             "evaluate_share": self.evaluate_share,
         }
+        if self.segment_weight and segments:
+            params["segment_weight"] = self.segment_weight
+            params["segments"] = tuple((s.name, s.parent, s.min_size) for s in segments)
         if self.algorithm == "session_knn":
             params.update(neighbours=self.neighbours, sample=self.sample)
             params["max_sessions"] = self.max_sessions
@@ -421,7 +436,8 @@ class Config(_Section):
 
     def model_specs(self) -> dict:
         """The online models' specs (``models.learning.ModelSpec``) by name."""
-        return self.models.specs(self.recommendations.params(self.sessions.gap))
+        segments = compile_segments(self.segments)
+        return self.models.specs(self.recommendations.params(self.sessions.gap, segments))
 
     def timeline_params(self) -> TimelineParams:
         """The timeline's parameters (``models.timeline``), patterns and segments left empty.

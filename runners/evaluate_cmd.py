@@ -147,7 +147,7 @@ def recommendations_report(summaries: list[dict]) -> dict:
     for summary in summaries:
         for name, value in (summary.get("size") or {}).items():
             size[name] = size.get(name, 0) + value
-    return {
+    out = {
         "algorithm": summaries[0]["algorithm"],
         "k": k,
         "clicks_scored": "test period" if test else "all (a share of users)",
@@ -157,6 +157,11 @@ def recommendations_report(summaries: list[dict]) -> dict:
         "shards": len(summaries),
         "size": size,
     }
+    within = [s["within_segments"] for s in summaries if s.get("within_segments")]
+    if within:
+        # The scored clicks (of any period) whose list was served within a rule segment.
+        out["within_segments"] = mean(within)
+    return out
 
 
 def _cell(value) -> str:
@@ -201,6 +206,8 @@ def format_report(found: dict) -> str:
         ]
         rows = [(recs["algorithm"], recs)]
         rows += [(f"baseline {name}", m) for name, m in recs["baselines"].items()]
+        if recs.get("within_segments"):
+            rows.append(("served within a segment", recs["within_segments"]))
         for name, m in rows:
             lines.append(
                 f"  {name:<{width}} {_cell(m.get(f'hr_at_{k}')):>8} "

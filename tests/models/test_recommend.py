@@ -290,3 +290,82 @@ def test_the_recommender_bounds_its_users_and_pickles_equal():
     assert copy == model and copy.serve({"user": "u9"}, 100) == model.serve({"user": "u9"}, 100)
     with pytest.raises(ValueError, match="algorithm"):
         recommend.SessionRecommender(algorithm="gnn")
+
+
+# ---------------------------------------------------------------- within segments
+
+
+def test_session_knn_with_a_tag_takes_neighbours_only_from_sessions_with_it():
+    model = recommend.SessionKNN(neighbours=5)
+    model.learn("s1", "x", 0, tags=("fans",))
+    model.learn("s1", "y", 1, tags=("fans",))
+    for at, item in enumerate(("x", "z"), 2):
+        model.learn("s2", item, at)
+    assert {r[0] for r in model.recommend(["x"], 5, tag="fans")} == {"x", "y"}
+    assert {r[0] for r in model.recommend(["x"], 5)} == {"x", "y", "z"}
+    assert model.recommend(["x"], 5, tag="nobody") == []  # nothing fills a segment's list
+    model.forget_session("s1")
+    assert model.tags == {} and model.recommend(["x"], 5, tag="fans") == []
+
+
+def _segment_clicks(model, at=0):
+    """Two fans' sessions go a -> m, three other sessions a -> g."""
+    for user, groups, second in [("f1", ["fans"], "m"), ("f2", ["fans"], "m")] + [
+        (f"o{n}", [], "g") for n in range(3)
+    ]:
+        for item in ("a", second):
+            model.learn({"user": user, "item": item, "segments": groups}, at)
+            at += 1_000
+    return at
+
+
+def _fan_list(weight, min_size=0, parent=None):
+    segments = (("all", None, 0), ("fans", parent, min_size))
+    model = recommend.SessionRecommender(
+        neighbours=10, segment_weight=weight, segments=segments, evaluate_share=1.0
+    )
+    at = _segment_clicks(model)
+    model.learn({"user": "f3", "item": "a", "segments": ["all", "fans"]}, at)
+    return model, model.serve({"user": "f3"}, at + 1)
+
+
+def test_a_segment_s_members_lift_what_they_clicked_and_the_list_names_the_segment():
+    _, global_list = _fan_list(0.0)
+    assert [e["item"] for e in global_list[:3]] == ["a", "g", "m"]
+    assert not any("segment" in e for e in global_list)
+    _, fans_list = _fan_list(1.0)
+    assert [e["item"] for e in fans_list[:2]] == ["a", "m"]
+    assert fans_list[1]["segment"] == "fans" and fans_list[1]["because"] == "a"
+    _, blended = _fan_list(0.5)
+    assert [e["item"] for e in blended[:3]] == ["a", "m", "g"]
+    # Weight 0 is the global list exactly, as if no segment were given.
+    plain = recommend.SessionRecommender(neighbours=10)
+    at = _segment_clicks(plain)
+    plain.learn({"user": "f3", "item": "a"}, at)
+    assert plain.serve({"user": "f3"}, at + 1) == global_list
+
+
+def test_a_segment_below_its_min_size_gives_way_to_its_parent_then_the_global_list():
+    model, small = _fan_list(1.0, min_size=4, parent="all")  # 3 fans seen: too few
+    assert model._segment(("all", "fans")) == "all"
+    assert {e.get("segment") for e in small} <= {"all", None}
+    model, grown = _fan_list(1.0, min_size=3, parent="all")
+    assert model._segment(("all", "fans")) == "fans" and grown[1]["segment"] == "fans"
+    lone = recommend.SessionRecommender(segment_weight=1.0, segments=(("fans", None, 9),))
+    _segment_clicks(lone)
+    assert lone._segment(("fans",)) is None and lone.segment_members["fans"] == {"f1", "f2"}
+    lone.forget({"user": "f1"})
+    assert lone.segment_members["fans"] == {"f2"}
+
+
+def test_a_recommender_with_segments_pickles_equal_and_checks_its_weight():
+    model, _ = _fan_list(0.5, min_size=2)
+    copy = pickle.loads(pickle.dumps(model, pickle.HIGHEST_PROTOCOL))
+    assert copy == model and copy.serve({"user": "f3"}, 10**6) == model.serve({"user": "f3"}, 10**6)
+    assert model.summary()["size"]["segments"] == 2
+    # Of the two fans' second clicks only f2's list was served within "fans": at f1's,
+    # the segment had seen one member, below its min_size of 2 (and f1 is in no parent).
+    assert model.summary()["within_segments"]["predictions"] == 1
+    assert model.summary()["metrics"]["predictions"] == 5
+    with pytest.raises(ValueError, match="segment_weight"):
+        recommend.SessionRecommender(segment_weight=1.5)

@@ -224,6 +224,31 @@ def test_a_pattern_window_must_be_shorter_than_the_retention():
     assert parse_config({"patterns": {"p1": pattern}, "timeline": {"retention": "60d"}})
 
 
+def test_recommendations_within_segments_get_the_segments_parents_first():
+    from pipelines.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError, match=r"recommendations\.segment_weight"):
+        parse_config({"recommendations": {"segment_weight": 2}})
+    segments = {
+        "child": {"parent": "top", "min_size": 5, "where": {"engagement": {"gte": 0.9}}},
+        "top": {"where": {"engagement": {"gte": 0.5}}},
+    }
+    config = parse_config(
+        {
+            "models": {"enabled": ["recommendations"]},
+            "recommendations": {"segment_weight": 0.25},
+            "segments": segments,
+        }
+    )
+    params = dict(config.model_specs()["recommendations"].recommender)
+    assert params["segment_weight"] == 0.25
+    assert params["segments"] == (("top", None, 0), ("child", "top", 5))
+    # Weight 0, the default: the global list only, no segment is passed.
+    config = parse_config({"models": {"enabled": ["recommendations"]}, "segments": segments})
+    params = dict(config.model_specs()["recommendations"].recommender)
+    assert "segments" not in params and "segment_weight" not in params
+
+
 def test_evaluate_reports_models_baselines_segments_and_lift(
     generated, tmp_path, redis_url, namespace, capsys
 ):
