@@ -48,8 +48,10 @@ VARIANTS = {
     "iknn": lambda: recommend.ItemKNN(smoothing=20, neighbours=200),
     "iknn_n50": lambda: recommend.ItemKNN(smoothing=20, neighbours=50),
     "iknn_decay": lambda: recommend.ItemKNN(smoothing=20, neighbours=200, half_life_ms=7 * DAY),
+    "iknn_unpruned": lambda: recommend.ItemKNN(smoothing=20, neighbours=10**9),
     "sknn": lambda: recommend.SessionKNN(neighbours=100, sample=1000, recent_weighted=False),
     "vsknn": lambda: recommend.SessionKNN(neighbours=100, sample=1000),
+    "vsknn_10k": lambda: recommend.SessionKNN(neighbours=100, sample=1000, max_sessions=10_000),
 }
 CLICK_MS = 1_000  # the synthetic time rule of `microtarget import srgnn`: a click a second
 
