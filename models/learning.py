@@ -578,14 +578,36 @@ def unpack(packed: tuple) -> dict:
 _PACKED_ORDER = itemgetter(0, 1, 2, 3)  # ``order`` of a packed item
 
 
+def _latest_requests(model, items: list, user_of, is_request) -> list:
+    """A recommender's ``items`` with only each user's last request.
+
+    A list costs a ranking (about a millisecond) and only the latest of a
+    user's scores outlives a feed (the sink keeps the newest per user), so a
+    recommender serves the list once per user and feed. The classifiers'
+    scores are cheap and all go out.
+    """
+    if model.spec.kind != "recommender":
+        return items
+    last = {user_of(item): i for i, item in enumerate(items) if is_request(item)}
+    keep = set(last.values())
+    return [item for i, item in enumerate(items) if i in keep or not is_request(item)]
+
+
 def feed(model, items: list[dict]) -> tuple[list[dict], list[dict]]:
     """Feed items (sorted here by ``order``); the scores of requests and the drift events."""
-    return _feed(model, sorted(items, key=order))
+    ordered = _latest_requests(
+        model, sorted(items, key=order), itemgetter("user_id"), lambda i: i["kind"] == REQUEST
+    )
+    return _feed(model, ordered)
 
 
 def feed_packed(model, packed) -> tuple[list[dict], list[dict]]:
     """``feed`` for packed items (``pack``): each is unpacked only when its turn comes."""
-    return _feed(model, map(unpack, sorted(packed, key=_PACKED_ORDER)))
+    request = _KIND_ORDER[REQUEST]
+    ordered = _latest_requests(
+        model, sorted(packed, key=_PACKED_ORDER), itemgetter(1), lambda p: p[2] == request
+    )
+    return _feed(model, map(unpack, ordered))
 
 
 def _feed(model, items) -> tuple[list[dict], list[dict]]:

@@ -176,3 +176,48 @@ def test_packed_inputs_unpack_to_what_was_packed_and_feed_the_same():
         assert expected[0], "requests were scored"
         assert learning.feed_packed(packed_model, [learning.pack(i) for i in mine]) == expected
         assert packed_model.summary() == plain.summary()
+
+
+def test_a_recommender_serves_each_user_once_per_feed_the_list_of_the_last_request():
+    spec = learning.ModelSpec("recommendations", "recommender", recommender=(("k", 3),))
+    items = []
+    for at, (user, item) in enumerate([("a", "x"), ("a", "y"), ("b", "x"), ("a", "z")]):
+        x = {"user": user, "item": item, "bought": False, "period": None}
+        items.append(
+            {
+                "model": "recommendations",
+                "kind": "example",
+                "user_id": user,
+                "at": at,
+                "x": x,
+                "y": None,
+                "id": f"e{at}",
+            }
+        )
+        items.append(
+            {
+                "model": "recommendations",
+                "kind": "request",
+                "user_id": user,
+                "at": at,
+                "x": {"user": user},
+                "y": None,
+                "id": f"{user}:{at}",
+            }
+        )
+    scores, _ = learning.feed(learning.new_model(spec), items)
+    assert [(s["user_id"], s["at"]) for s in scores] == [("b", 2), ("a", 3)]
+    # The list is the one a feed serving every request gives last for that user.
+    every = learning.new_model(spec)
+    for item in sorted(items, key=learning.order):
+        if item["kind"] == "example":
+            every.learn(item["x"], None, item["at"])
+        elif item["user_id"] == "a":
+            last_a = every.predict({**item["x"], "at": item["at"]})
+    assert scores[1]["score"] == last_a
+    packed = learning.feed_packed(learning.new_model(spec), [learning.pack(i) for i in items])
+    assert packed == (scores, [])
+    # Classifiers score every request.
+    intent = learning.ModelSpec("purchase_intent")
+    requests = [{**i, "model": "purchase_intent", "x": {"s_views": 1.0}} for i in items[1::2]]
+    assert len(learning.feed(learning.new_model(intent), requests)[0]) == 4
