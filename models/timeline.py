@@ -119,6 +119,8 @@ class TimelineParams:
     segments: tuple = ()  # compiled rule segments (models.segments), parents first
     models: frozenset = frozenset()  # online models fed from here (PURCHASE_INTENT, ...)
     churn_horizon_ms: int = 7 * 86_400_000  # no new session this long after one: churned
+    # The recommender learns lists within rule segments (its clicks carry the user's).
+    recommend_within_segments: bool = False
 
 
 @dataclass
@@ -333,7 +335,7 @@ def _follow(params: TimelineParams, state: dict, item: tuple, step: Step) -> Non
                 "bought": payload["event_type"] == ev.PURCHASE,
                 "period": (payload.get("properties") or {}).get("split"),
             }
-            if state["segments"]:
+            if params.recommend_within_segments and state["segments"]:
                 # The rule segments the user is in, for lists learned within them.
                 x["segments"] = sorted(state["segments"])
             _input(step, RECOMMENDATIONS, "example", user, ts, x, ident=payload["event_id"])

@@ -288,7 +288,7 @@ class RecommendationsConfig(_Section):
         default=100, ge=1, le=10_000, description="session_knn: neighbour sessions used."
     )
     sample: int = Field(
-        default=1000,
+        default=250,
         ge=1,
         le=100_000,
         description="session_knn: the most recent sessions with an item of the user's session "
@@ -455,6 +455,11 @@ class Config(_Section):
             consent_memory_ms=self.consent.memory,
             models=frozenset(self.models.enabled),
             churn_horizon_ms=self.models.churn_horizon,
+            recommend_within_segments=bool(
+                "recommendations" in self.models.enabled
+                and self.recommendations.segment_weight
+                and self.segments
+            ),
         )
 
 

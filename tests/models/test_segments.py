@@ -142,3 +142,32 @@ def test_the_timeline_evaluates_segments_after_every_item():
     )
     timeline.advance(params, state, [erase], 9 * MIN)
     assert state["segments"] == {}
+
+
+def test_clicks_carry_the_users_segments_only_for_lists_learned_within_them():
+    active = seg.compile_segments({"active": seg.SegmentSpec(where={"events": {"gte": 1}})})
+    views = [
+        timeline.event_item(
+            {
+                "event_id": f"e{n}",
+                "user_id": "u1",
+                "event_type": "product_view",
+                "timestamp": n * MIN,
+                "product_id": f"p{n}",
+            }
+        )
+        for n in range(2)
+    ]
+    clicks = {}
+    for within in (False, True):
+        params = timeline.TimelineParams(
+            segments=active,
+            models=frozenset({timeline.RECOMMENDATIONS}),
+            recommend_within_segments=within,
+        )
+        step = timeline.advance(params, timeline.new_user_state("u1"), views, 3 * MIN)
+        clicks[within] = [i["x"] for i in step.model_inputs if i["kind"] == "example"]
+    # The segment is entered at the first event, after its click was sent.
+    assert [x.get("segments") for x in clicks[True]] == [None, ["active"]]
+    assert [x.get("segments") for x in clicks[False]] == [None, None]
+    assert [x["item"] for x in clicks[False]] == ["p0", "p1"]

@@ -243,10 +243,12 @@ def test_recommendations_within_segments_get_the_segments_parents_first():
     params = dict(config.model_specs()["recommendations"].recommender)
     assert params["segment_weight"] == 0.25
     assert params["segments"] == (("top", None, 0), ("child", "top", 5))
+    assert config.timeline_params().recommend_within_segments
     # Weight 0, the default: the global list only, no segment is passed.
     config = parse_config({"models": {"enabled": ["recommendations"]}, "segments": segments})
     params = dict(config.model_specs()["recommendations"].recommender)
     assert "segments" not in params and "segment_weight" not in params
+    assert not config.timeline_params().recommend_within_segments
 
 
 def test_evaluate_reports_models_baselines_segments_and_lift(
