@@ -49,9 +49,11 @@ VARIANTS = {
     "iknn_n50": lambda: recommend.ItemKNN(smoothing=20, neighbours=50),
     "iknn_decay": lambda: recommend.ItemKNN(smoothing=20, neighbours=200, half_life_ms=7 * DAY),
     "iknn_unpruned": lambda: recommend.ItemKNN(smoothing=20, neighbours=10**9),
-    "sknn": lambda: recommend.SessionKNN(neighbours=100, sample=1000, recent_weighted=False),
-    "vsknn": lambda: recommend.SessionKNN(neighbours=100, sample=1000),
-    "vsknn_10k": lambda: recommend.SessionKNN(neighbours=100, sample=1000, max_sessions=10_000),
+    "sknn": lambda: recommend.SessionKNN(neighbours=100, sample=250, recent_weighted=False),
+    "vsknn": lambda: recommend.SessionKNN(neighbours=100, sample=250),
+    "vsknn_s500": lambda: recommend.SessionKNN(neighbours=100, sample=500),
+    "vsknn_s1000": lambda: recommend.SessionKNN(neighbours=100, sample=1000),
+    "vsknn_10k": lambda: recommend.SessionKNN(neighbours=100, sample=250, max_sessions=10_000),
 }
 CLICK_MS = 1_000  # the synthetic time rule of `microtarget import srgnn`: a click a second
 
@@ -84,7 +86,7 @@ def run(name: str, train, test, limit_test: int | None) -> dict:
             clock += CLICK_MS
             t1 = time.perf_counter()
             prefix = items[: position + 1]
-            if name in ("sknn", "vsknn"):
+            if isinstance(model, recommend.SessionKNN):
                 ranked = model.recommend(prefix, K, exclude=session)
             else:
                 ranked = model.recommend(prefix, K)

@@ -44,6 +44,8 @@ import heapq
 import math
 import zlib
 from collections.abc import Hashable, Sequence
+from itertools import repeat
+from operator import itemgetter
 
 Item = Hashable
 Recommendation = tuple  # (item, score, (reason kind, item or None))
@@ -275,7 +277,7 @@ class SessionKNN(_Model):
     def __init__(
         self,
         neighbours: int = 100,
-        sample: int = 1000,
+        sample: int = 250,
         max_sessions: int = 100_000,
         max_items: int = 50,
         recent_weighted: bool = True,
@@ -288,7 +290,7 @@ class SessionKNN(_Model):
         self.max_sessions = max_sessions
         self.max_items = max_items
         self.sessions: dict = {}  # session -> [recency, its distinct items], oldest first
-        self.index: dict = {}  # item -> {session: None}, the most recent sessions with it
+        self.index: dict = {}  # item -> {session: its recency}, the most recent sessions with it
         self.tags: dict = {}  # session -> the groups (segments) its user was in at its last click
         self.clock = 0
         self.popular = Popular()
@@ -311,10 +313,14 @@ class SessionKNN(_Model):
         items = entry[1]
         if item not in items and len(items) < self.max_items:
             items.append(item)
+        clock = self.clock
         for each in items:
-            recent = self.index.setdefault(each, {})
-            recent.pop(session, None)
-            recent[session] = None
+            recent = self.index.get(each)
+            if recent is None:
+                recent = self.index[each] = {}
+            else:
+                recent.pop(session, None)
+            recent[session] = clock
             if len(recent) > self.sample:
                 del recent[next(iter(recent))]
 
@@ -345,27 +351,42 @@ class SessionKNN(_Model):
         self, items: Sequence[Item], exclude: Hashable = None, tag: Hashable = None
     ) -> list[tuple]:
         """``(session, similarity)`` of the ``k`` nearest past sessions (with ``tag``, if given)."""
+        return [
+            (session, similarity) for session, similarity, _ in self._nearest(items, exclude, tag)
+        ]
+
+    def _nearest(self, items: Sequence[Item], exclude: Hashable, tag: Hashable) -> list[tuple]:
+        """``neighbours`` with each neighbour's items: ``(session, similarity, items)``.
+
+        The candidates are the ``sample`` most recent sessions sharing an item;
+        each index row holds its sessions' recency, so gathering them is a dict
+        merge; the nearest are the most similar, the more recent first.
+        """
         weights = self._weights(items)
         candidates: dict = {}
-        tags = self.tags
+        index = self.index
         for item in weights:
-            for session in self.index.get(item, ()):
-                if session != exclude and (tag is None or tag in tags.get(session, ())):
-                    candidates[session] = self.sessions[session][0]
+            recent = index.get(item)
+            if recent:
+                candidates.update(recent)
+        if tag is not None:
+            tags = self.tags
+            candidates = {s: r for s, r in candidates.items() if tag in tags.get(s, ())}
+        candidates.pop(exclude, None)
         if len(candidates) > self.sample:
-            recent = heapq.nlargest(self.sample, candidates.items(), key=lambda kv: kv[1])
-            candidates = dict(recent)
+            candidates = dict(heapq.nlargest(self.sample, candidates.items(), key=itemgetter(1)))
         norm = math.sqrt(len(weights))
-        scored = {}
-        for session in candidates:
-            others = self.sessions[session][1]
-            dot = sum(weights.get(item, 0.0) for item in others)
+        sessions = self.sessions
+        get = weights.get
+        scored = []
+        for session, recency in candidates.items():
+            others = sessions[session][1]
+            dot = sum(map(get, others, repeat(0.0, len(others))))
             if dot > 0:
-                scored[session] = dot / (norm * math.sqrt(len(others)))
-        best = heapq.nsmallest(
-            self.neighbours_k, scored.items(), key=lambda kv: (-kv[1], -self.sessions[kv[0]][0])
-        )
-        return best
+                scored.append((-dot / (norm * math.sqrt(len(others))), -recency, session, others))
+        # Recency is unique to a session: the ties end there.
+        best = heapq.nsmallest(self.neighbours_k, scored)
+        return [(session, -similarity, others) for similarity, _, session, others in best]
 
     def recommend(
         self, items: Sequence[Item], k: int = 20, exclude: Hashable = None, tag: Hashable = None
@@ -379,14 +400,14 @@ class SessionKNN(_Model):
         scores: dict = {}
         because: dict = {}
         weights = self._weights(items)
-        for session, similarity in self.neighbours(items, exclude, tag):
-            others = self.sessions[session][1]
+        for _session, similarity, others in self._nearest(items, exclude, tag):
             # The reason: the latest item of this session that the neighbour shares.
-            shared = max((weights[i], str(i), i) for i in others if i in weights)[2]
+            shared = None
             for item in others:
-                score = scores.get(item, 0.0) + similarity
-                scores[item] = score
+                scores[item] = scores.get(item, 0.0) + similarity
                 if item not in because:
+                    if shared is None:
+                        shared = max((weights[i], str(i), i) for i in others if i in weights)[2]
                     because[item] = shared
         ranked = [(item, score, (VIEWED, because[item])) for item, score in _top(scores, k)]
         return ranked if tag is not None else self.popular.fill(ranked, k)
