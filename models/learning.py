@@ -356,7 +356,8 @@ class OnlineRecommender:
     Its examples are clicks (``x``: ``user``, ``item``, ``bought``, ``period``),
     its requests ask for a user's list (``x``: ``user``), which is the score
     it gives: a list of ``{item, score, reason, because}``. A ``forget`` input
-    drops what it holds of a user (an erasure).
+    drops what it holds of a user (an erasure). After a product's last click
+    in a feed it gives the product's similar items (``similar``).
     """
 
     def __init__(self, spec: ModelSpec, shard: int | None = None):
@@ -371,6 +372,9 @@ class OnlineRecommender:
 
     def predict(self, x: dict) -> list:
         return self.model.serve(x, x["at"])
+
+    def similar(self, item, at: int) -> list | None:
+        return self.model.similar(item, at)
 
     def forget(self, x: dict) -> None:
         self.model.forget(x)
@@ -593,12 +597,43 @@ def _latest_requests(model, items: list, user_of, is_request) -> list:
     return [item for i, item in enumerate(items) if i in keep or not is_request(item)]
 
 
+def _last_clicks(model, items: list, item_of) -> frozenset:
+    """The places in a recommender's ``items`` of each product's last click.
+
+    After it, the recommender gives that product's similar items: the list as
+    of the product's last click, whatever the feeds a runner cut the stream
+    into (an earlier list of the product would be replaced in the same feed).
+    """
+    if model.spec.kind != "recommender":
+        return frozenset()
+    return frozenset(
+        {item_of(item): i for i, item in enumerate(items) if item_of(item) is not None}.values()
+    )
+
+
+def _packed_product(packed: tuple):
+    """The product of a packed recommender example (``None`` for other inputs)."""
+    if packed[2] != _KIND_ORDER[EXAMPLE]:
+        return None
+    names, values = packed[6], packed[7]
+    if isinstance(names, str) or isinstance(values, bytes):
+        return unpack(packed)["x"].get("item")
+    return values[names.index("item")] if "item" in names else None
+
+
 def feed(model, items: list[dict]) -> tuple[list[dict], list[dict]]:
-    """Feed items (sorted here by ``order``); the scores of requests and the drift events."""
+    """Feed items (sorted here by ``order``); the scores of requests and the drift events.
+
+    A recommender's scores also hold each clicked product's similar items
+    (``item_id`` in place of ``user_id``).
+    """
     ordered = _latest_requests(
         model, sorted(items, key=order), itemgetter("user_id"), lambda i: i["kind"] == REQUEST
     )
-    return _feed(model, ordered)
+    clicks = _last_clicks(
+        model, ordered, lambda i: i["x"].get("item") if i["kind"] == EXAMPLE else None
+    )
+    return _feed(model, ordered, clicks)
 
 
 def feed_packed(model, packed) -> tuple[list[dict], list[dict]]:
@@ -607,18 +642,32 @@ def feed_packed(model, packed) -> tuple[list[dict], list[dict]]:
     ordered = _latest_requests(
         model, sorted(packed, key=_PACKED_ORDER), itemgetter(1), lambda p: p[2] == request
     )
-    return _feed(model, map(unpack, ordered))
+    return _feed(model, map(unpack, ordered), _last_clicks(model, ordered, _packed_product))
 
 
-def _feed(model, items) -> tuple[list[dict], list[dict]]:
+def _feed(model, items, last_clicks: frozenset = frozenset()) -> tuple[list[dict], list[dict]]:
     scores, drifts = [], []
-    for item in items:
+    for place, item in enumerate(items):
         kind = item["kind"]
         if kind == EXAMPLE:
             done = model.learn(item["x"], item["y"], item["at"])
             if done["drift"]:
                 drift_event = {"model": model.spec.name, "version": model.version, "at": item["at"]}
                 drifts.append({**drift_event, **_shard_fields(model)})
+            if place in last_clicks:
+                product = item["x"]["item"]
+                similar = model.similar(product, item["at"])
+                if similar is not None:
+                    scores.append(
+                        {
+                            "item_id": product,
+                            "model": model.spec.name,
+                            "version": model.version,
+                            "score": similar,
+                            "at": item["at"],
+                            **_shard_fields(model),
+                        }
+                    )
         elif kind == FORGET:
             forget = getattr(model, "forget", None)
             if forget is not None:

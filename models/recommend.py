@@ -412,6 +412,15 @@ class SessionKNN(_Model):
         ranked = [(item, score, (VIEWED, because[item])) for item, score in _top(scores, k)]
         return ranked if tag is not None else self.popular.fill(ranked, k)
 
+    def similar(self, item: Item, k: int = 20) -> list[tuple]:
+        """``(other, score)``: what the sessions nearest to one of ``item`` alone also clicked."""
+        scores: dict = {}
+        for _session, similarity, others in self._nearest((item,), None, None):
+            for other in others:
+                if other != item:
+                    scores[other] = scores.get(other, 0.0) + similarity
+        return _top(scores, k)
+
     def size(self) -> dict[str, int]:
         return {
             "sessions": len(self.sessions),
@@ -523,6 +532,7 @@ class SessionRecommender(_Model):
         evaluate_share: float = 0.1,
         segment_weight: float = 0.0,
         segments: Sequence[tuple] = (),
+        similar_items: bool = True,
         **params,
     ):
         if not 0 <= evaluate_share <= 1:
@@ -550,6 +560,7 @@ class SessionRecommender(_Model):
         self.popular = Popular()
         self.clicks = 0
         self.segment_weight = segment_weight
+        self.similar_items = similar_items
         # segment -> (its place, parents first; its parent; its min_size)
         self.segments = {
             name: (place, parent, min_size)
@@ -713,6 +724,24 @@ class SessionRecommender(_Model):
             metrics.update(rank)
             baselines["pop"].update(pop)
             baselines["spop"].update(spop)
+
+    def similar(self, item: Item, at: int) -> list[dict] | None:
+        """The items most like ``item`` (``[{"item", "score"}]``), for "similar items".
+
+        ``session_knn``: the items clicked in the sessions nearest to a session
+        of ``item`` alone (the sessions with it, shorter and more recent
+        first); ``item_knn``: its most similar items. Nothing fills the list.
+        The popularity lists know no item relations, and ``similar_items=False``
+        asks for none: ``None``.
+        """
+        wanted = getattr(self, "similar_items", True)  # a model pickled before it has none
+        if not wanted or not isinstance(self.model, (SessionKNN, ItemKNN)):
+            return None
+        if isinstance(self.model, SessionKNN):
+            found = self.model.similar(item, self.k)
+        else:
+            found = self.model.similar(item, self.k, at)
+        return [{"item": other, "score": round(score, 6)} for other, score in found]
 
     def serve(self, x: dict, at: int) -> list[dict]:
         """The user's list now: ``[{"item", "score", "reason", "because"}]`` (JSON-ready)."""

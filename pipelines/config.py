@@ -323,6 +323,11 @@ class RecommendationsConfig(_Section):
         "the members' most clicked items), blended with the global list; 0: global only. A "
         "segment that has seen fewer than its min_size members click gives way to its parent.",
     )
+    similar_items: bool = Field(
+        default=True,
+        description="session_knn and item_knn: write each clicked product's similar items "
+        "(mt:NS:similar:PRODUCT) as of its last click.",
+    )
 
     def params(self, gap_ms: int, segments: tuple = ()) -> tuple:
         """``models.recommend.SessionRecommender``'s keyword arguments, as sorted pairs.
@@ -337,6 +342,8 @@ class RecommendationsConfig(_Section):
             "max_users": self.max_users,
             "evaluate_share": self.evaluate_share,
         }
+        if not self.similar_items:
+            params["similar_items"] = False
         if self.segment_weight and segments:
             params["segment_weight"] = self.segment_weight
             params["segments"] = tuple((s.name, s.parent, s.min_size) for s in segments)

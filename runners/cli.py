@@ -312,6 +312,43 @@ def _recommend(args) -> int:
     return 0
 
 
+def _similar(args) -> int:
+    import redis
+
+    from transforms.redis_sink import key
+
+    client = redis.Redis.from_url(_redis_url(args))
+    stored = {
+        name.decode(): value.decode()
+        for name, value in client.hgetall(key(args.namespace, "similar", args.product)).items()
+    }
+    client.close()
+    # One list per model (per copy when the model runs as shards), with its :version and :at.
+    lists = {name: json.loads(value) for name, value in stored.items() if ":" not in name}
+    lists.update(
+        {
+            name: json.loads(value)
+            for name, value in stored.items()
+            if name.count(":") == 1 and not name.endswith((":version", ":at"))
+        }
+    )
+    if not lists:
+        print(
+            f"no similar items of {args.product!r} in namespace {args.namespace!r} (never "
+            "clicked, or the recommendations model is off or a popularity list)",
+            file=sys.stderr,
+        )
+        return 1
+    if args.json:
+        print(json.dumps({"product": args.product, "similar": lists}, indent=2, sort_keys=True))
+        return 0
+    for name, entries in sorted(lists.items()):
+        print(f"{name} (as of {iso(int(stored[name + ':at']))}):")
+        for rank, entry in enumerate(entries, 1):
+            print(f"{rank:>3}. {entry['item']:<24} {entry['score']:.4f}")
+    return 0
+
+
 def _why(entry: dict) -> str:
     """A reason a shop can show.
 
@@ -776,6 +813,18 @@ def parser() -> argparse.ArgumentParser:
     _add_redis_flags(recommend)
     _add_user_flags(recommend)
     recommend.set_defaults(func=_recommend)
+
+    similar = sub.add_parser(
+        "similar",
+        help="print the products similar to one product",
+        description="Prints what the recommendations model last gave as the product's similar "
+        "items (mt:NS:similar:PRODUCT): the items clicked in the sessions nearest to one of "
+        "the product alone, as of its last click.",
+    )
+    similar.add_argument("product", help="the product id")
+    similar.add_argument("--json", action="store_true", help="the lists as JSON")
+    _add_redis_flags(similar)
+    similar.set_defaults(func=_similar)
 
     erase = sub.add_parser(
         "erase",

@@ -81,6 +81,13 @@ def test_batch_and_streaming_leave_identical_redis_state(replays, redis_client):
     # Every user (all consent in this config) has a list, the same in both.
     lists = [c for k, (_, c) in batch.items() if k.startswith("scores:")]
     assert sum(b"recommendations" in content for content in lists) == 815
+    # Every product clicked has its similar items, as of its last click, the same in both.
+    products = set()
+    with open(TAOBAO, newline="") as handle:
+        for row in csv.reader(handle):
+            if row[0] != "user_id" and 1511539200 <= int(row[4]) < 1512316800:
+                products.add(row[1])
+    assert {k.removeprefix("similar:") for k in batch if k.startswith("similar:")} == products
     assert batch == stream
 
 

@@ -14,12 +14,14 @@ import math
 
 import pytest
 
+from pipelines.config import load_config
 from runners import cli
 from tests.conftest import DATASETS, ROOT, pseudo
 
 SRGNN = DATASETS / "diginetica_srgnn"
 T0 = 1_700_000_000_000
 MIN = 60_000
+SAMPLE = 250  # recommendations.sample in examples/config.yaml
 
 
 def _sessions(path, head=None, tail=None) -> list[list[str]]:
@@ -32,11 +34,11 @@ def _protocol(train, test) -> dict:
     """HR@20 and MRR@20 (in %) of V-SKNN, POP and S-POP, by the protocol, in plain Python.
 
     V-SKNN as ``models.recommend.SessionKNN`` defines it (100 neighbours of the
-    1,000 most recent sessions sharing an item, later clicks weighing more),
+    250 most recent sessions sharing an item, later clicks weighing more),
     written again here from its definition.
     """
     sessions: dict = {}  # session -> [recency, distinct items]
-    index: dict = {}  # item -> {session: None}, most recent last, at most 1,000
+    index: dict = {}  # item -> {session: None}, most recent last, at most SAMPLE
     counts: dict = {}
     clock = 0
     found = {name: [0, 0.0, 0] for name in ("vsknn", "pop", "spop")}
@@ -54,7 +56,7 @@ def _protocol(train, test) -> dict:
             recent = index.setdefault(each, {})
             recent.pop(session, None)
             recent[session] = None
-            if len(recent) > 1000:
+            if len(recent) > SAMPLE:
                 del recent[next(iter(recent))]
 
     def popular(k, skip=()):
@@ -64,7 +66,7 @@ def _protocol(train, test) -> dict:
     def vsknn(prefix, me):
         weights = {item: (n + 1) / len(prefix) for n, item in enumerate(prefix)}
         near = {s: sessions[s][0] for i in weights for s in index.get(i, ()) if s != me}
-        near = sorted(near, key=lambda s: -near[s])[:1000]
+        near = sorted(near, key=lambda s: -near[s])[:SAMPLE]
         sims = {}
         for s in near:
             items = sessions[s][1]
@@ -138,6 +140,7 @@ def test_the_lists_served_score_as_the_literature_s_protocol(tmp_path, redis_url
     )
     assert code == 0
     found = json.loads(out.read_text())["recommendations"]
+    assert load_config(ROOT / "examples" / "config.yaml").recommendations.sample == SAMPLE
     expected = _protocol(train, test)
     assert found["clicks_scored"] == "test period"
     assert found["predictions"] == sum(len(items) - 1 for items in test)
@@ -207,3 +210,12 @@ def test_consenting_users_get_lists_without_their_purchases_others_the_popular_o
     assert "no personalized list" in printed and "popular now" in printed
     assert cli.main(["recommend", "bob", *flags]) == 0
     assert "because you viewed" in capsys.readouterr().out
+
+    # Similar items of a product: what the sessions with it also clicked.
+    assert cli.main(["similar", "p1", *flags, "--json"]) == 0
+    similar = json.loads(capsys.readouterr().out)["similar"]
+    assert [entry["item"] for entry in similar["recommendations"]] == ["p2", "p3"]
+    assert cli.main(["similar", "p1", *flags]) == 0
+    assert "recommendations (as of" in capsys.readouterr().out
+    assert cli.main(["similar", "p9", *flags]) == 1
+    assert "no similar items of 'p9'" in capsys.readouterr().err

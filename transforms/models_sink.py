@@ -10,6 +10,12 @@ Written by hand (Beam has no Redis sink for Python).
     score as of the latest time wins (``write_score.lua``), so a replay or a
     retried bundle changes nothing; a score as of the same time replaces the
     stored one (a learner's correction); a score of a user erased since is refused.
+``mt:NS:similar:ITEM`` (hash)
+    a product's similar items from ``recommendations``: field
+    ``recommendations`` (``NAME:SHARD`` per copy when the model runs as
+    ``models.shards`` copies) the list as JSON, ``[{"item", "score"}]``, best
+    first, as of the product's last click (``:version``, ``:at``), stored as
+    the scores are.
 ``mt:NS:model:NAME`` (hash)
     ``version`` (examples learned: only grows), ``model_version``, the
     progressive metrics (``roc_auc``, ``log_loss`` or ``silhouette``) and
@@ -50,18 +56,22 @@ class _ScoreFn(BatchedRedisFn):
 
     def write(self, batch):
         newest: dict = {}
-        for score in batch:  # the newest per user and model in this bundle
-            slot = (score["user_id"], score["model"])
+        for score in batch:  # the newest per user (or product) and model in this bundle
+            user = score.get("user_id")
+            slot = (user, score.get("item_id"), summary_name(score))
             if slot not in newest or newest[slot]["at"] <= score["at"]:
                 newest[slot] = score
         calls = []
-        for score in newest.values():
-            user = score["user_id"]
-            keys = [key(self._namespace, "scores", user), tombstone_key(self._namespace, user)]
+        for (user, item, field), score in newest.items():
+            if user is None:  # a product's similar items
+                keys = [key(self._namespace, "similar", str(item))]
+            else:
+                keys = [key(self._namespace, "scores", user), tombstone_key(self._namespace, user)]
+                field = score["model"]
             value = score["score"]
             # A recommender's score is the user's list: stored as JSON.
             text = canonical_json(value) if isinstance(value, list) else repr(value)
-            args = [score["model"], text, score["version"], score["at"], self._ttl]
+            args = [field, text, score["version"], score["at"], self._ttl]
             calls.append((keys, args))
         results = run_batch(self._client, self._script, calls, self._url)
         self._written.inc(sum(1 for result in results if result == 1))

@@ -1,7 +1,8 @@
 -- Store one model score of a user, newest first: the score of a later event time wins.
 --
--- KEYS[1]  the user's scores hash   mt:NS:scores:USER
--- KEYS[2]  the user's erasure tombstone (a string: erased-at ms, usually absent)
+-- KEYS[1]  the user's scores hash   mt:NS:scores:USER   (or a product's mt:NS:similar:ITEM)
+-- KEYS[2]  the user's erasure tombstone (a string: erased-at ms, usually absent; none for a
+--          product's similar items)
 -- ARGV[1]  the model    ARGV[2] the score    ARGV[3] the model version
 -- ARGV[4]  the event time (ms) the score is as of    ARGV[5] TTL in seconds (0: none)
 --
@@ -9,9 +10,11 @@
 -- of a later time is stored, 2 if the user was erased at or after that time. A score as of
 -- the same time replaces the stored one: a learner that took in a late input gives its
 -- scores since then again, corrected (a retried write rewrites the same values).
-local erased = redis.call('GET', KEYS[2])
-if erased and tonumber(ARGV[4]) <= tonumber(erased) then
-  return 2
+if #KEYS > 1 then
+  local erased = redis.call('GET', KEYS[2])
+  if erased and tonumber(ARGV[4]) <= tonumber(erased) then
+    return 2
+  end
 end
 local kind = redis.call('TYPE', KEYS[1])['ok']
 if kind ~= 'none' and kind ~= 'hash' then

@@ -205,7 +205,8 @@ def test_a_recommender_serves_each_user_once_per_feed_the_list_of_the_last_reque
                 "id": f"{user}:{at}",
             }
         )
-    scores, _ = learning.feed(learning.new_model(spec), items)
+    fed, _ = learning.feed(learning.new_model(spec), items)
+    scores = [s for s in fed if "user_id" in s]  # the rest: products' similar items
     assert [(s["user_id"], s["at"]) for s in scores] == [("b", 2), ("a", 3)]
     # The list is the one a feed serving every request gives last for that user.
     every = learning.new_model(spec)
@@ -216,8 +217,54 @@ def test_a_recommender_serves_each_user_once_per_feed_the_list_of_the_last_reque
             last_a = every.predict({**item["x"], "at": item["at"]})
     assert scores[1]["score"] == last_a
     packed = learning.feed_packed(learning.new_model(spec), [learning.pack(i) for i in items])
-    assert packed == (scores, [])
+    assert packed == (fed, [])
     # Classifiers score every request.
     intent = learning.ModelSpec("purchase_intent")
     requests = [{**i, "model": "purchase_intent", "x": {"s_views": 1.0}} for i in items[1::2]]
     assert len(learning.feed(learning.new_model(intent), requests)[0]) == 4
+
+
+def _clicks(pairs: list) -> list[dict]:
+    return [
+        {
+            "model": "recommendations",
+            "kind": "example",
+            "user_id": user,
+            "at": at * 1000,
+            "x": {"user": user, "item": item, "bought": False, "period": None},
+            "y": None,
+            "id": f"e{at}",
+        }
+        for at, (user, item) in enumerate(pairs)
+    ]
+
+
+def test_a_recommender_gives_each_product_s_similar_items_as_of_its_last_click():
+    spec = learning.ModelSpec("recommendations", "recommender", recommender=(("k", 3),))
+    pairs = [("a", "x"), ("a", "y"), ("b", "x"), ("b", "z"), ("c", "y"), ("b", "y"), ("c", "x")]
+    items = _clicks(pairs)
+    fed, _ = learning.feed(learning.new_model(spec), items)
+    lists = {s["item_id"]: s for s in fed}
+    assert len(fed) == len(lists) == 3  # one list per product and feed
+    last = {item: at * 1000 for at, (_, item) in enumerate(pairs)}
+    assert {item: s["at"] for item, s in lists.items()} == last
+    # z's list is as of its click: b had clicked x then; y came later.
+    assert [e["item"] for e in lists["z"]["score"]] == ["x"]
+    # The list is the model's as of that click, not as of the end of the feed.
+    model = learning.new_model(spec)
+    for item in items[: pairs.index(("b", "z")) + 1]:
+        model.learn(item["x"], None, item["at"])
+    assert lists["z"]["score"] == model.similar("z", last["z"])
+    # A stream cuts the clicks into several feeds: the newest list of each product is the same.
+    model = learning.new_model(spec)
+    newest = {}
+    for part in (items[:3], items[3:5], items[5:]):
+        for score in learning.feed(model, part)[0]:
+            newest[score["item_id"]] = score
+    assert newest == lists
+    packed = [learning.pack(i) for i in items]
+    assert learning.feed_packed(learning.new_model(spec), packed) == (fed, [])
+    # The popularity lists know no item relations: no similar items.
+    popular = (("algorithm", "popular"),)
+    spec = learning.ModelSpec("recommendations", "recommender", recommender=popular)
+    assert learning.feed(learning.new_model(spec), items) == ([], [])

@@ -369,3 +369,29 @@ def test_a_recommender_with_segments_pickles_equal_and_checks_its_weight():
     assert model.summary()["metrics"]["predictions"] == 5
     with pytest.raises(ValueError, match="segment_weight"):
         recommend.SessionRecommender(segment_weight=1.5)
+
+
+@pytest.mark.parametrize("algorithm", ["session_knn", "item_knn"])
+def test_similar_items_are_what_the_sessions_with_the_item_also_clicked(algorithm):
+    model = recommend.SessionRecommender(algorithm=algorithm, k=3)
+    clicks = [("u1", "a"), ("u1", "b"), ("u2", "a"), ("u2", "b"), ("u2", "c")]
+    clicks += [("u3", "d"), ("u3", "e")]
+    for at, (user, item) in enumerate(clicks):
+        model.learn({"user": user, "item": item}, at * 1000)
+    similar = model.similar("a", 10_000)
+    # b was clicked with a twice, c once; nothing fills: d and e never met a.
+    assert [entry["item"] for entry in similar] == ["b", "c"]
+    assert similar[0]["score"] > similar[1]["score"] > 0
+    assert [entry["item"] for entry in model.similar("e", 10_000)] == ["d"]
+    assert model.similar("unknown", 10_000) == []
+
+
+def test_the_popularity_lists_give_no_similar_items():
+    for algorithm in ("popular", "session_popular"):
+        model = recommend.SessionRecommender(algorithm=algorithm)
+        model.learn({"user": "u1", "item": "a"}, 0)
+        assert model.similar("a", 0) is None
+    off = recommend.SessionRecommender(similar_items=False)
+    off.learn({"user": "u1", "item": "a"}, 0)
+    off.learn({"user": "u1", "item": "b"}, 1)
+    assert off.similar("a", 1) is None

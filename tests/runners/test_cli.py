@@ -248,6 +248,11 @@ def test_recommendations_within_segments_get_the_segments_parents_first():
     config = parse_config({"models": {"enabled": ["recommendations"]}, "segments": segments})
     params = dict(config.model_specs()["recommendations"].recommender)
     assert "segments" not in params and "segment_weight" not in params
+    assert "similar_items" not in params  # on by default
+    config = parse_config(
+        {"models": {"enabled": ["recommendations"]}, "recommendations": {"similar_items": False}}
+    )
+    assert dict(config.model_specs()["recommendations"].recommender)["similar_items"] is False
     assert not config.timeline_params().recommend_within_segments
 
 
