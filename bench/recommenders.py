@@ -24,6 +24,7 @@ import json
 import pickle
 import sys
 import time
+import zlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,6 +43,33 @@ REFERENCE = {  # SOURCE.md, in %
 }
 
 DAY = 86_400_000
+
+
+class Sharded:
+    """N copies of a model, each learning and ranking the sessions hashed to it.
+
+    What ``models.shards: N`` does in the pipeline (users hashed over copies;
+    here each benchmark session is its own user): the work spreads over N
+    keys, and each copy knows only its share of the sessions.
+    """
+
+    def __init__(self, shards: int, make):
+        self.models = [make() for _ in range(shards)]
+
+    def _of(self, session):
+        return self.models[zlib.crc32(repr(session).encode()) % len(self.models)]
+
+    def learn(self, session, item, at=0):
+        self._of(session).learn(session, item, at)
+
+    def recommend(self, items, k=20, exclude=None):
+        return self._of(exclude).recommend(items, k, exclude=exclude)
+
+    def size(self) -> dict:
+        sizes = [model.size() for model in self.models]
+        return {name: sum(size[name] for size in sizes) for name in sizes[0]}
+
+
 VARIANTS = {
     "pop": lambda: recommend.Popular(),
     "spop": lambda: recommend.SessionPopular(),
@@ -49,10 +77,12 @@ VARIANTS = {
     "iknn_n50": lambda: recommend.ItemKNN(smoothing=20, neighbours=50),
     "iknn_decay": lambda: recommend.ItemKNN(smoothing=20, neighbours=200, half_life_ms=7 * DAY),
     "iknn_unpruned": lambda: recommend.ItemKNN(smoothing=20, neighbours=10**9),
-    "sknn": lambda: recommend.SessionKNN(neighbours=100, sample=250, recent_weighted=False),
+    "sknn": lambda: recommend.SessionKNN(neighbours=100, sample=1000, recent_weighted=False),
     "vsknn": lambda: recommend.SessionKNN(neighbours=100, sample=250),
     "vsknn_s500": lambda: recommend.SessionKNN(neighbours=100, sample=500),
     "vsknn_s1000": lambda: recommend.SessionKNN(neighbours=100, sample=1000),
+    "vsknn_shards2": lambda: Sharded(2, recommend.SessionKNN),
+    "vsknn_shards4": lambda: Sharded(4, recommend.SessionKNN),
     "vsknn_10k": lambda: recommend.SessionKNN(neighbours=100, sample=250, max_sessions=10_000),
 }
 CLICK_MS = 1_000  # the synthetic time rule of `microtarget import srgnn`: a click a second
@@ -86,7 +116,7 @@ def run(name: str, train, test, limit_test: int | None) -> dict:
             clock += CLICK_MS
             t1 = time.perf_counter()
             prefix = items[: position + 1]
-            if isinstance(model, recommend.SessionKNN):
+            if isinstance(model, (recommend.SessionKNN, Sharded)):
                 ranked = model.recommend(prefix, K, exclude=session)
             else:
                 ranked = model.recommend(prefix, K)
