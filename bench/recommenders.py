@@ -70,6 +70,25 @@ class Sharded:
         return {name: sum(size[name] for size in sizes) for name in sizes[0]}
 
 
+class Reminded:
+    """A model's list blended with the session's own items, as ``reminders: W`` serves it."""
+
+    def __init__(self, weight: float, model):
+        self.weight = weight
+        self.model = model
+
+    def learn(self, session, item, at=0):
+        self.model.learn(session, item, at)
+
+    def recommend(self, items, k=20, exclude=None):
+        ranked = self.model.recommend(items, k, exclude=exclude)
+        own = recommend.session_items(items, k)
+        return self.model.popular.fill(recommend._mix(ranked, own, self.weight, k), k)
+
+    def size(self) -> dict:
+        return self.model.size()
+
+
 VARIANTS = {
     "pop": lambda: recommend.Popular(),
     "spop": lambda: recommend.SessionPopular(),
@@ -81,6 +100,9 @@ VARIANTS = {
     "vsknn": lambda: recommend.SessionKNN(neighbours=100, sample=250),
     "vsknn_s500": lambda: recommend.SessionKNN(neighbours=100, sample=500),
     "vsknn_s1000": lambda: recommend.SessionKNN(neighbours=100, sample=1000),
+    "vsknn_reminders25": lambda: Reminded(0.25, recommend.SessionKNN()),
+    "vsknn_reminders50": lambda: Reminded(0.5, recommend.SessionKNN()),
+    "vsknn_reminders75": lambda: Reminded(0.75, recommend.SessionKNN()),
     "vsknn_shards2": lambda: Sharded(2, recommend.SessionKNN),
     "vsknn_shards4": lambda: Sharded(4, recommend.SessionKNN),
     "vsknn_10k": lambda: recommend.SessionKNN(neighbours=100, sample=250, max_sessions=10_000),
@@ -116,7 +138,7 @@ def run(name: str, train, test, limit_test: int | None) -> dict:
             clock += CLICK_MS
             t1 = time.perf_counter()
             prefix = items[: position + 1]
-            if isinstance(model, (recommend.SessionKNN, Sharded)):
+            if isinstance(model, (recommend.SessionKNN, Sharded, Reminded)):
                 ranked = model.recommend(prefix, K, exclude=session)
             else:
                 ranked = model.recommend(prefix, K)

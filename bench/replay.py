@@ -21,6 +21,9 @@ side in one round, with their spread (lowest, highest):
   recommendations model, so ``recommendations_share`` (1 - its time / the
   full time) is what the recommendations cost; ``full`` runs also report
   what the recommender holds at the end and its HR and MRR (``recommender``);
+* ``full_no_similar`` (only with ``--only``): the full config without the
+  products' similar items (``recommendations.similar_items: false``), so
+  ``full_over_no_similar`` is what writing them costs;
 * ``protect``: not a pipeline: ``models.privacy.protect`` alone over every
   event of the file, in one loop, to see what pseudonymization costs.
 
@@ -104,6 +107,7 @@ def _pipeline(
     streaming: bool = False,
     full: bool = False,
     recommendations: bool = True,
+    similar_items: bool = True,
 ) -> dict:
     from pipelines.config import load_config
     from pipelines.keys import KeySource
@@ -116,6 +120,9 @@ def _pipeline(
         config = config.model_copy(update={"segments": {}, "models": models})
     if not (patterns or full):
         config = config.model_copy(update={"patterns": {}})
+    if not similar_items:
+        recs = config.recommendations.model_copy(update={"similar_items": False})
+        config = config.model_copy(update={"recommendations": recs})
     if not recommendations:
         enabled = [m for m in config.models.enabled if m != "recommendations"]
         models = config.models.model_copy(update={"enabled": enabled})
@@ -290,6 +297,7 @@ def _child(variant: str, path: str) -> None:
         "patterns": lambda p: _pipeline(p, patterns=True),
         "full": lambda p: _pipeline(p, full=True),
         "full_no_recs": lambda p: _pipeline(p, full=True, recommendations=False),
+        "full_no_similar": lambda p: _pipeline(p, full=True, similar_items=False),
         "protect": _protect,
         "prism:baseline": lambda p: _baseline(p, "prism"),
         "prism:pipeline": lambda p: _pipeline(p, runner="prism"),
@@ -387,7 +395,8 @@ def main(argv: list[str] | None = None) -> int:
             runs["stream:direct"] = []
         if args.only:
             wanted = args.only.split(",")
-            unknown = [v for v in wanted if v not in runs and v != "full_no_recs"]
+            extra = ("full_no_recs", "full_no_similar")
+            unknown = [v for v in wanted if v not in runs and v not in extra]
             if unknown:
                 parser.error(f"--only: unknown variant(s) {unknown} (known: {', '.join(runs)})")
             runs = {v: [] for v in wanted}
@@ -434,6 +443,11 @@ def main(argv: list[str] | None = None) -> int:
             # full rate / full_no_recs rate, side by side: below 1 by what recommending costs.
             result["full_over_no_recs"], result["full_over_no_recs_spread"] = side_by_side(
                 "full", "full_no_recs"
+            )
+        if "full" in runs and "full_no_similar" in runs:
+            # full rate / full_no_similar rate, side by side: what the similar items cost.
+            result["full_over_no_similar"], result["full_over_no_similar_spread"] = side_by_side(
+                "full", "full_no_similar"
             )
         if "full" in runs and runs["full"][-1].get("recommender"):
             result["recommender"] = runs["full"][-1]["recommender"]

@@ -139,15 +139,19 @@ class Popular(_Model):
         return {"items": len(self.counts)}
 
 
-def session_popular(items: Sequence[Item], popular: Popular, k: int) -> list[Recommendation]:
-    """S-POP's list: the session's items by clicks (then the later clicked), then ``popular``."""
+def session_items(items: Sequence[Item], k: int) -> list[Recommendation]:
+    """The session's own items by clicks (then the later clicked), at most ``k``."""
     counts: dict = {}
     for item in items:
         counts[item] = counts.get(item, 0) + 1
     last = {item: i for i, item in enumerate(items)}
     ranked = sorted(counts, key=lambda item: (-counts[item], -last[item]))[:k]
-    own = [(item, float(counts[item]), (SESSION, item)) for item in ranked]
-    return popular.fill(own, k)
+    return [(item, float(counts[item]), (SESSION, item)) for item in ranked]
+
+
+def session_popular(items: Sequence[Item], popular: Popular, k: int) -> list[Recommendation]:
+    """S-POP's list: the session's items by clicks (then the later clicked), then ``popular``."""
+    return popular.fill(session_items(items, k), k)
 
 
 class SessionPopular(_Model):
@@ -433,6 +437,34 @@ class SessionKNN(_Model):
 # ---------------------------------------------------------------- served per user
 
 
+def _mix(ranked: list, local: list, w: float, n: int, tag=None) -> list[Recommendation]:
+    """The best ``n`` of ``(1 - w) * ranked + w * local``, each scaled by its best score.
+
+    An item keeps the reason (and segment) of the larger part, and ``tag``
+    (when given) when that is the local part. Ties keep the order of
+    ``ranked``, then of ``local``.
+    """
+    parts: dict = {}  # item -> [ranked part, local part, place, ranked tail, local tail]
+    for side, weight, entries in ((0, 1 - w, ranked), (1, w, local)):
+        best = max((entry[1] for entry in entries), default=0.0)
+        for position, (item, score, *tail) in enumerate(entries):
+            entry = parts.get(item)
+            if entry is None:
+                entry = parts[item] = [0.0, 0.0, side * len(ranked) + position, tail, tail]
+            entry[side] = weight * score / best if best > 0 else 0.0
+            entry[3 + side] = tail
+    order = sorted(parts.items(), key=lambda kv: (-(kv[1][0] + kv[1][1]), kv[1][2]))
+    out = []
+    for item, (own, theirs, _place, tail, their_tail) in order[:n]:
+        if theirs > own:
+            out.append(
+                (item, own + theirs, *their_tail[:1], *(their_tail[1:] if tag is None else (tag,)))
+            )
+        else:
+            out.append((item, own + theirs, *tail))
+    return out
+
+
 def _rank(ranked: list[Recommendation], item: Item) -> int | None:
     for rank, entry in enumerate(ranked, 1):
         if entry[0] == item:
@@ -503,6 +535,12 @@ class SessionRecommender(_Model):
     unless ``recommend_purchased``; ``forget(x)`` drops what the model holds
     of ``{"user"}`` (its sessions and purchases).
 
+    Reminders: with ``reminders`` above 0 a list is ``(1 - r) * the
+    algorithm's + r * the session's own items`` (``session_items``), each
+    scaled by its best score (``_mix``). ``similar(item, at)`` gives an item's
+    similar items (``session_knn`` and ``item_knn``; ``similar_items=False``:
+    none).
+
     Within segments: with ``segment_weight`` above 0, clicks also carry the
     user's rule segments (``x["segments"]``) and ``segments`` gives each
     segment's ``(name, parent, min_size)``, parents first. A user's list is
@@ -533,12 +571,15 @@ class SessionRecommender(_Model):
         segment_weight: float = 0.0,
         segments: Sequence[tuple] = (),
         similar_items: bool = True,
+        reminders: float = 0.0,
         **params,
     ):
         if not 0 <= evaluate_share <= 1:
             raise ValueError("evaluate_share must be in [0, 1]")
         if not 0 <= segment_weight <= 1:
             raise ValueError("segment_weight must be in [0, 1]")
+        if not 0 <= reminders <= 1:
+            raise ValueError("reminders must be in [0, 1]")
         if algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm: one of {', '.join(ALGORITHMS)}, not {algorithm!r}")
         if min(k, gap_ms, max_users, max_items) < 1:
@@ -561,6 +602,7 @@ class SessionRecommender(_Model):
         self.clicks = 0
         self.segment_weight = segment_weight
         self.similar_items = similar_items
+        self.reminders = reminders
         # segment -> (its place, parents first; its parent; its min_size)
         self.segments = {
             name: (place, parent, min_size)
@@ -583,6 +625,10 @@ class SessionRecommender(_Model):
         ranked = self._ranked(session, items, n)
         if segment is not None:
             ranked = self._blend(ranked, self._local(segment, session, items, n), segment, n)
+        reminders = getattr(self, "reminders", 0.0)  # a model pickled before it has none
+        if reminders and items:
+            own = session_items(items, n)
+            ranked = self.popular.fill(_mix(ranked, own, reminders, n), n)
         if bought:
             ranked = [entry for entry in ranked if entry[0] not in bought]
         return ranked[: self.k]
@@ -606,28 +652,8 @@ class SessionRecommender(_Model):
         return popular.recommend((), n) if popular is not None else []
 
     def _blend(self, ranked: list, local: list, segment, n: int) -> list[Recommendation]:
-        """``(1 - w) * global + w * local``, each scaled by its best score, then filled.
-
-        An item keeps the reason of the larger part, and the segment's name when
-        that is the segment's. Ties keep the global order, then the local one.
-        """
-        w = self.segment_weight
-        parts: dict = {}  # item -> [global part, local part, place, global reason, local reason]
-        for side, weight, entries in ((0, 1 - w, ranked), (1, w, local)):
-            best = max((entry[1] for entry in entries), default=0.0)
-            for position, (item, score, reason) in enumerate(entries):
-                entry = parts.get(item)
-                if entry is None:
-                    entry = parts[item] = [0.0, 0.0, side * len(ranked) + position, reason, reason]
-                entry[side] = weight * score / best if best > 0 else 0.0
-                entry[3 + side] = reason
-        order = sorted(parts.items(), key=lambda kv: (-(kv[1][0] + kv[1][1]), kv[1][2]))
-        out = []
-        for item, (own, theirs, _place, reason, their_reason) in order[:n]:
-            if theirs > own:
-                out.append((item, own + theirs, their_reason, segment))
-            else:
-                out.append((item, own + theirs, reason))
+        """``(1 - w) * global + w * local`` (``_mix``), the segment's name on its items, filled."""
+        out = _mix(ranked, local, self.segment_weight, n, segment)
         if len(out) < n and segment in self.segment_popular:
             out = self.segment_popular[segment].fill(out, n)
         return self.popular.fill(out, n)

@@ -323,6 +323,13 @@ class RecommendationsConfig(_Section):
         "the members' most clicked items), blended with the global list; 0: global only. A "
         "segment that has seen fewer than its min_size members click gives way to its parent.",
     )
+    reminders: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Weight of the session's own items (most clicked, then latest), blended "
+        "with the list (users come back to what they viewed); 0: none.",
+    )
     similar_items: bool = Field(
         default=True,
         description="session_knn and item_knn: write each clicked product's similar items "
@@ -344,6 +351,8 @@ class RecommendationsConfig(_Section):
         }
         if not self.similar_items:
             params["similar_items"] = False
+        if self.reminders:
+            params["reminders"] = self.reminders
         if self.segment_weight and segments:
             params["segment_weight"] = self.segment_weight
             params["segments"] = tuple((s.name, s.parent, s.min_size) for s in segments)

@@ -22,6 +22,7 @@ SRGNN = DATASETS / "diginetica_srgnn"
 T0 = 1_700_000_000_000
 MIN = 60_000
 SAMPLE = 250  # recommendations.sample in examples/config.yaml
+REMINDERS = 0.5  # recommendations.reminders there
 
 
 def _sessions(path, head=None, tail=None) -> list[list[str]]:
@@ -35,6 +36,7 @@ def _protocol(train, test) -> dict:
 
     V-SKNN as ``models.recommend.SessionKNN`` defines it (100 neighbours of the
     250 most recent sessions sharing an item, later clicks weighing more),
+    blended with the session's own items as ``reminders`` does,
     written again here from its definition.
     """
     sessions: dict = {}  # session -> [recency, distinct items]
@@ -79,6 +81,26 @@ def _protocol(train, test) -> dict:
             for item in sessions[s][1]:
                 scores[item] = scores.get(item, 0.0) + sims[s]
         ranked = sorted(scores, key=lambda i: (-scores[i], i))[:20]
+        scored = [(i, scores[i]) for i in ranked]
+        scored += [(i, 0.0) for i in popular(20 - len(ranked), set(ranked))]
+        return remind(scored, prefix)
+
+    def remind(scored, prefix):
+        """(1 - w) * the list + w * the session's own items, each over its best, then filled."""
+        own = {}
+        for n, item in enumerate(prefix):
+            own[item] = (own.get(item, (0, 0))[0] + 1, n)
+        mine = sorted(own, key=lambda i: (-own[i][0], -own[i][1]))[:20]
+        parts = {}  # item -> [list part, own part, place]
+        for side, weight, entries in (
+            (0, 1 - REMINDERS, scored),
+            (1, REMINDERS, [(i, float(own[i][0])) for i in mine]),
+        ):
+            best = max(s for _, s in entries)
+            for place, (item, s) in enumerate(entries):
+                entry = parts.setdefault(item, [0.0, 0.0, side * len(scored) + place])
+                entry[side] = weight * s / best if best > 0 else 0.0
+        ranked = sorted(parts, key=lambda i: (-(parts[i][0] + parts[i][1]), parts[i][2]))[:20]
         return ranked + popular(20 - len(ranked), set(ranked))
 
     def spop(prefix):
@@ -140,7 +162,8 @@ def test_the_lists_served_score_as_the_literature_s_protocol(tmp_path, redis_url
     )
     assert code == 0
     found = json.loads(out.read_text())["recommendations"]
-    assert load_config(ROOT / "examples" / "config.yaml").recommendations.sample == SAMPLE
+    recommendations = load_config(ROOT / "examples" / "config.yaml").recommendations
+    assert (recommendations.sample, recommendations.reminders) == (SAMPLE, REMINDERS)
     expected = _protocol(train, test)
     assert found["clicks_scored"] == "test period"
     assert found["predictions"] == sum(len(items) - 1 for items in test)

@@ -395,3 +395,21 @@ def test_the_popularity_lists_give_no_similar_items():
     off.learn({"user": "u1", "item": "a"}, 0)
     off.learn({"user": "u1", "item": "b"}, 1)
     assert off.similar("a", 1) is None
+
+
+def test_reminders_bring_the_session_s_own_items_into_the_list():
+    clicks = [("u1", "a"), ("u1", "b"), ("u2", "a"), ("u2", "c"), ("u3", "a"), ("u3", "b")]
+    clicks += [("me", "x"), ("me", "a"), ("me", "x")]
+    served = {}
+    for weight in (0.0, 0.5):
+        model = recommend.SessionRecommender(k=3, reminders=weight)
+        for at, (user, item) in enumerate(clicks):
+            model.learn({"user": user, "item": item}, at * 1000)
+        served[weight] = model.serve({"user": "me"}, 9_000)
+    # x is only in the user's own session: no neighbour brings it, a reminder does.
+    assert "x" not in [entry["item"] for entry in served[0.0]]
+    reminded = {entry["item"]: entry for entry in served[0.5]}
+    assert reminded["x"]["reason"] == "session" and reminded["x"]["because"] == "x"
+    assert len(served[0.5]) == 3
+    with pytest.raises(ValueError, match="reminders"):
+        recommend.SessionRecommender(reminders=2)

@@ -248,7 +248,7 @@ def test_recommendations_within_segments_get_the_segments_parents_first():
     config = parse_config({"models": {"enabled": ["recommendations"]}, "segments": segments})
     params = dict(config.model_specs()["recommendations"].recommender)
     assert "segments" not in params and "segment_weight" not in params
-    assert "similar_items" not in params  # on by default
+    assert "similar_items" not in params and params["reminders"] == 0.5  # the defaults
     config = parse_config(
         {"models": {"enabled": ["recommendations"]}, "recommendations": {"similar_items": False}}
     )
