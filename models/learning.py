@@ -607,7 +607,9 @@ def _last_clicks(model, items: list, item_of) -> frozenset:
     if model.spec.kind != "recommender":
         return frozenset()
     return frozenset(
-        {item_of(item): i for i, item in enumerate(items) if item_of(item) is not None}.values()
+        {
+            product: i for i, item in enumerate(items) if (product := item_of(item)) is not None
+        }.values()
     )
 
 

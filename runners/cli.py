@@ -324,14 +324,11 @@ def _similar(args) -> int:
     }
     client.close()
     # One list per model (per copy when the model runs as shards), with its :version and :at.
-    lists = {name: json.loads(value) for name, value in stored.items() if ":" not in name}
-    lists.update(
-        {
-            name: json.loads(value)
-            for name, value in stored.items()
-            if name.count(":") == 1 and not name.endswith((":version", ":at"))
-        }
-    )
+    lists = {
+        name: json.loads(value)
+        for name, value in stored.items()
+        if not name.endswith((":version", ":at"))
+    }
     if not lists:
         print(
             f"no similar items of {args.product!r} in namespace {args.namespace!r} (never "
