@@ -70,6 +70,34 @@ class Sharded:
         return {name: sum(size[name] for size in sizes) for name in sizes[0]}
 
 
+class Replicated:
+    """N copies of a model, each learning every session and ranking those hashed to it.
+
+    What ``models.shards: N`` with ``recommendations.replicated`` does: the
+    lists are one model's, learning is paid N times, and the ranking spreads
+    over the copies (``rank_s_by_copy``).
+    """
+
+    def __init__(self, shards: int, make):
+        self.models = [make() for _ in range(shards)]
+        self.rank_s_by_copy = [0.0] * shards
+
+    def learn(self, session, item, at=0):
+        for model in self.models:
+            model.learn(session, item, at)
+
+    def recommend(self, items, k=20, exclude=None):
+        copy = zlib.crc32(repr(exclude).encode()) % len(self.models)
+        started = time.perf_counter()
+        ranked = self.models[copy].recommend(items, k, exclude=exclude)
+        self.rank_s_by_copy[copy] += time.perf_counter() - started
+        return ranked
+
+    def size(self) -> dict:
+        sizes = [model.size() for model in self.models]
+        return {name: sum(size[name] for size in sizes) for name in sizes[0]}
+
+
 class Reminded:
     """A model's list blended with the session's own items, as ``reminders: W`` serves it."""
 
@@ -105,6 +133,7 @@ VARIANTS = {
     "vsknn_reminders75": lambda: Reminded(0.75, recommend.SessionKNN()),
     "vsknn_shards2": lambda: Sharded(2, recommend.SessionKNN),
     "vsknn_shards4": lambda: Sharded(4, recommend.SessionKNN),
+    "vsknn_replicated2": lambda: Replicated(2, recommend.SessionKNN),
     "vsknn_10k": lambda: recommend.SessionKNN(neighbours=100, sample=250, max_sessions=10_000),
 }
 CLICK_MS = 1_000  # the synthetic time rule of `microtarget import srgnn`: a click a second
@@ -138,7 +167,7 @@ def run(name: str, train, test, limit_test: int | None) -> dict:
             clock += CLICK_MS
             t1 = time.perf_counter()
             prefix = items[: position + 1]
-            if isinstance(model, (recommend.SessionKNN, Sharded, Reminded)):
+            if isinstance(model, (recommend.SessionKNN, Sharded, Replicated, Reminded)):
                 ranked = model.recommend(prefix, K, exclude=session)
             else:
                 ranked = model.recommend(prefix, K)
@@ -164,6 +193,11 @@ def run(name: str, train, test, limit_test: int | None) -> dict:
         "rank_s": round(rank_s, 1),
         "clicks_per_s": round(clicks / (learn_s + rank_s)),
         "size": model.size(),
+        **(
+            {"rank_s_by_copy": [round(s, 1) for s in model.rank_s_by_copy]}
+            if isinstance(model, Replicated)
+            else {}
+        ),
         "pickled_mb": round(len(pickle.dumps(model, pickle.HIGHEST_PROTOCOL)) / 1e6, 1),
     }
 

@@ -65,6 +65,13 @@ class ModelSpec:
     One copy sees every example in one order on one key, so one worker does
     all of a model's work; with N copies the work spreads over N keys, and
     each copy learns from about 1/N of the examples.
+
+    ``replicated`` (a recommender's, with ``shards`` above 1): every copy
+    learns every example, in the same order, so each holds the same model as
+    one copy would; each serves, and scores the clicks of, only its own
+    users, and gives the similar items of only the products that hash to it
+    (``owns``). The lists are those of one copy; the serving, the costly
+    part, spreads over the copies; memory and learning are paid N times.
     """
 
     name: str
@@ -77,6 +84,7 @@ class ModelSpec:
     # A recommender's settings (kind ``recommender``): ``models.recommend.SessionRecommender``'s
     # keyword arguments as sorted (name, value) pairs.
     recommender: tuple = ()
+    replicated: bool = False
 
 
 def shard_of(user_id: str, shards: int) -> int:
@@ -97,6 +105,33 @@ def learner_key(model: str, user_id: str, shards: int) -> str:
     True
     """
     return f"{model}:{shard_of(user_id, shards)}" if shards > 1 else model
+
+
+def learner_keys(spec: ModelSpec, kind: str, user_id: str) -> list[str]:
+    """The keys a model input goes to: its user's copy; every copy for a replicated
+    model's examples and erasures.
+
+    >>> spec = ModelSpec("recommendations", "recommender", shards=2, replicated=True)
+    >>> learner_keys(spec, "example", "u1"), learner_keys(spec, "forget", "u1")
+    (['recommendations:0', 'recommendations:1'], ['recommendations:0', 'recommendations:1'])
+    >>> learner_keys(spec, "request", "u1") == [learner_key("recommendations", "u1", 2)]
+    True
+    """
+    if spec.replicated and spec.shards > 1 and kind != REQUEST:
+        return [f"{spec.name}:{shard}" for shard in range(spec.shards)]
+    return [learner_key(spec.name, user_id, spec.shards)]
+
+
+def owns(model, key) -> bool:
+    """Whether a copy of a model owns a user's or a product's work (all of it, unsharded).
+
+    >>> one = OnlineRecommender(ModelSpec("r", "recommender", shards=2, replicated=True), 0)
+    >>> two = OnlineRecommender(ModelSpec("r", "recommender", shards=2, replicated=True), 1)
+    >>> [owns(one, "u1"), owns(two, "u1")].count(True)
+    1
+    """
+    shard = getattr(model, "shard", None)
+    return shard is None or shard_of(str(key), model.spec.shards) == shard
 
 
 def split_key(key: str) -> tuple[str, int | None]:
@@ -367,13 +402,16 @@ class OnlineRecommender:
         self.model = recommend.SessionRecommender(**dict(spec.recommender))
 
     def learn(self, x: dict, y, at: int) -> dict:
-        self.model.learn(x, at)
+        # A replicated copy learns every click but scores only its own users' (``owns``).
+        self.model.learn(x, at, score=not self.spec.replicated or owns(self, x["user"]))
         return {"p": None, "drift": False}
 
     def predict(self, x: dict) -> list:
         return self.model.serve(x, x["at"])
 
     def similar(self, item, at: int) -> list | None:
+        if self.spec.replicated and not owns(self, item):
+            return None  # another copy, holding the same model, gives them
         return self.model.similar(item, at)
 
     def forget(self, x: dict) -> None:
@@ -385,6 +423,7 @@ class OnlineRecommender:
             "model": self.spec.name,
             **_shard_fields(self),
             "kind": "recommender",
+            **({"replicated": True} if self.spec.replicated and self.spec.shards > 1 else {}),
             "version": self.version,
             "samples": inner.pop("clicks"),
             **inner,
@@ -667,7 +706,8 @@ def _feed(model, items, last_clicks: frozenset = frozenset()) -> tuple[list[dict
                             "version": model.version,
                             "score": similar,
                             "at": item["at"],
-                            **_shard_fields(model),
+                            # The copies of a replicated model give the same lists: one field.
+                            **({} if model.spec.replicated else _shard_fields(model)),
                         }
                     )
         elif kind == FORGET:

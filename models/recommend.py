@@ -527,7 +527,8 @@ class SessionRecommender(_Model):
     starts a new one, keyed ``(user, start)`` in the algorithm. Before the
     click is learned, the list the user would have been served (the session's
     clicks so far) is looked up for it: progressive HR@K and MRR@K, overall
-    and per period, next to POP and S-POP measured the same way. Ranking costs
+    and per period, next to POP and S-POP measured the same way (unless
+    ``score`` is false: a copy that learns another's clicks). Ranking costs
     about a millisecond with session neighbours, so every click of the
     ``test`` period is scored but of the others only those of a stable share
     of users (``evaluate_share``, by a hash of the user). ``serve(x)``
@@ -684,12 +685,13 @@ class SessionRecommender(_Model):
         return entry
 
     # -- the model's interface ------------------------------------------------
-    def learn(self, x: dict, at: int) -> None:
+    def learn(self, x: dict, at: int, score: bool = True) -> None:
         user, item = x["user"], x["item"]
         entry = self.open.get(user)
         period = x.get("period")
         if (
-            entry is not None
+            score
+            and entry is not None
             and at - entry[1] < self.gap_ms
             and entry[2]
             and (period == TEST or self._evaluated(user))

@@ -249,9 +249,10 @@ class ModelsConfig(_Section):
         "scores it gave since are issued again. 0: such inputs are dropped and counted.",
     )
 
-    def specs(self, recommender: tuple = ()) -> dict:
-        """The models' specs; ``recommender``: the recommendations model's settings
-        (``Config.model_specs`` passes them)."""
+    def specs(self, recommender: tuple = (), replicated: bool = False) -> dict:
+        """The models' specs; ``recommender``: the recommendations model's settings, and
+        ``replicated`` whether its copies all learn every click (``Config.model_specs``
+        passes them)."""
         from models.learning import ModelSpec
 
         kinds = {"clusters": "clusterer", "recommendations": "recommender"}
@@ -265,6 +266,7 @@ class ModelsConfig(_Section):
                 drift_delta=self.drift_delta,
                 shards=self.shards,
                 recommender=recommender if name == "recommendations" else (),
+                replicated=replicated and name == "recommendations",
             )
             for name in self.enabled
         }
@@ -329,6 +331,13 @@ class RecommendationsConfig(_Section):
         le=1,
         description="Weight of the session's own items (most clicked, then latest), blended "
         "with the list (users come back to what they viewed); 0: none.",
+    )
+    replicated: bool = Field(
+        default=True,
+        description="With models.shards above 1: every copy learns every click and serves "
+        "only its own users, so the lists are those of one model and the serving spreads over "
+        "the copies (memory and learning paid once per copy); false: each copy learns only "
+        "its own users' clicks (less memory, lower quality).",
     )
     similar_items: bool = Field(
         default=True,
@@ -453,7 +462,10 @@ class Config(_Section):
     def model_specs(self) -> dict:
         """The online models' specs (``models.learning.ModelSpec``) by name."""
         segments = compile_segments(self.segments)
-        return self.models.specs(self.recommendations.params(self.sessions.gap, segments))
+        return self.models.specs(
+            self.recommendations.params(self.sessions.gap, segments),
+            replicated=self.recommendations.replicated,
+        )
 
     def timeline_params(self) -> TimelineParams:
         """The timeline's parameters (``models.timeline``), patterns and segments left empty.

@@ -112,7 +112,8 @@ def recommendations_report(summaries: list[dict]) -> dict:
 
     The clicks of a marked test period (``properties.split`` = ``test``) when
     the events marked one, else every click scored (``evaluate_share``).
-    Shards are combined weighted by their predictions.
+    Shards are combined weighted by their predictions; ``size`` is what all
+    copies hold together.
 
     >>> one = {"k": 2, "algorithm": "a", "samples": 9, "size": {"sessions": 3},
     ...        "metrics": {"hr_at_2": 50.0, "mrr_at_2": 25.0, "predictions": 2},
@@ -143,6 +144,7 @@ def recommendations_report(summaries: list[dict]) -> dict:
         name: mean([v["baselines"][name] for v in views if name in (v.get("baselines") or {})])
         for name in names
     }
+    replicated = any(s.get("replicated") for s in summaries)
     size: dict = {}
     for summary in summaries:
         for name, value in (summary.get("size") or {}).items():
@@ -153,8 +155,10 @@ def recommendations_report(summaries: list[dict]) -> dict:
         "clicks_scored": "test period" if test else "all (a share of users)",
         **found,
         "baselines": baselines,
-        "clicks": sum(s["samples"] for s in summaries),
+        # Replicated copies each learned every click; other shards, their own users' clicks.
+        "clicks": (max if replicated else sum)(s["samples"] for s in summaries),
         "shards": len(summaries),
+        **({"replicated": True} if replicated else {}),
         "size": size,
     }
     within = [s["within_segments"] for s in summaries if s.get("within_segments")]

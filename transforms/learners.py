@@ -7,7 +7,10 @@ With ``models.shards`` N above 1 a model runs as N independent copies, keyed
 ``NAME:SHARD`` (``models.learning.learner_key``: a hash of the user's
 pseudonym), each learning from and scoring its own users: the work of a
 model spreads over N keys, and each copy learns from about 1/N of the
-examples (what that costs in quality is in ``bench/RESULTS.md``).
+examples (what that costs in quality is in ``bench/RESULTS.md``). The
+recommendations model can instead run replicated
+(``recommendations.replicated``): every copy learns every click and serves
+only its own users, so the lists are one model's and the serving spreads.
 The DoFn holds the items in a bag and keeps a watermark timer; when it fires
 at ``T`` it feeds every held item at or before ``T - allowed_lateness`` to the
 model in ``models.learning.order`` (time, then user, examples first). The
@@ -87,19 +90,20 @@ def report_metrics(summary: dict) -> None:
 
 
 class _Keyed:
-    """A model input keyed for its learner (``models.learning.learner_key``)."""
+    """A model input keyed for its learners (``models.learning.learner_keys``: its user's
+    copy, or every copy of a replicated model for examples and erasures)."""
 
     def __init__(self, specs: dict[str, learning.ModelSpec], packed: bool):
-        self._shards = {name: spec.shards for name, spec in specs.items()}
+        self._specs = dict(specs)
         self._packed = packed
 
     def __call__(self, model_input: dict):
-        name = model_input["model"]
-        key = learning.learner_key(name, model_input["user_id"], self._shards[name])
-        if self._packed:
-            # Grouped and held all at once in batch: compact (models.learning.pack).
-            return key, learning.pack(model_input)
-        return key, (model_input["at"], model_input)
+        keys = learning.learner_keys(
+            self._specs[model_input["model"]], model_input["kind"], model_input["user_id"]
+        )
+        # Grouped and held all at once in batch: compact (models.learning.pack).
+        value = learning.pack(model_input) if self._packed else (model_input["at"], model_input)
+        return [(key, value) for key in keys]
 
 
 class _LearnFn(beam.DoFn):
@@ -219,9 +223,11 @@ class _LearnFn(beam.DoFn):
             for item in items:
                 log.add(item)
             self._checkpoint(learner, released.read(), checkpoints, log, floor, newest)
-        # Examples learned once each: what a correction learns again is counted apart.
-        examples = sum(1 for item in items[len(again) :] if item["kind"] == learning.EXAMPLE)
-        self._counts.inc(f"model_updates.{name}", examples)
+        # Examples learned once each: what a correction learns again is counted apart, and
+        # of a replicated model's copies (each learns every example) only the first counts.
+        if not self._specs[name].replicated or not shard:
+            examples = sum(1 for item in items[len(again) :] if item["kind"] == learning.EXAMPLE)
+            self._counts.inc(f"model_updates.{name}", examples)
         self._counts.inc(f"model_scores.{name}", len(scores))
         yield from scores
         for event in drifts:
@@ -272,7 +278,8 @@ class _LearnAllFn(beam.DoFn):
         learner = learning.new_model(self._specs[name], shard)
         scores, drifts = learning.feed_packed(learner, packed)
         summary = learner.summary()
-        self._counts.inc(f"model_updates.{name}", summary["samples"])
+        if not self._specs[name].replicated or not shard:  # one count of each example
+            self._counts.inc(f"model_updates.{name}", summary["samples"])
         self._counts.inc(f"model_scores.{name}", len(scores))
         self._counts.inc(f"model_drifts.{name}", len(drifts))
         yield from scores
@@ -300,9 +307,9 @@ class LearnOnline(beam.PTransform):
     def expand(self, model_inputs):
         inputs = model_inputs | "IntoGlobalWindow" >> beam.WindowInto(GlobalWindows())
         if self._streaming or not inputs.is_bounded:
-            keyed = inputs | "KeyByModel" >> beam.Map(_Keyed(self._specs, False)).with_output_types(
-                tuple[str, tuple]
-            )
+            keyed = inputs | "KeyByModel" >> beam.FlatMap(
+                _Keyed(self._specs, False)
+            ).with_output_types(tuple[str, tuple])
             learn = beam.ParDo(self._fn)
         else:
             # A bounded input: every item is there once grouped, so the same order needs no
@@ -311,7 +318,7 @@ class LearnOnline(beam.PTransform):
             keyed = (
                 inputs
                 | "KeyByModel"
-                >> beam.Map(_Keyed(self._specs, True)).with_output_types(tuple[str, tuple])
+                >> beam.FlatMap(_Keyed(self._specs, True)).with_output_types(tuple[str, tuple])
                 | "GroupByModel" >> beam.GroupByKey()
             )
             learn = beam.ParDo(_LearnAllFn(self._specs))

@@ -254,6 +254,12 @@ def test_recommendations_within_segments_get_the_segments_parents_first():
     )
     assert dict(config.model_specs()["recommendations"].recommender)["similar_items"] is False
     assert not config.timeline_params().recommend_within_segments
+    # Replicated copies by default; only the recommendations model is ever replicated.
+    enabled = {"enabled": ["recommendations", "purchase_intent"], "shards": 2}
+    specs = parse_config({"models": enabled}).model_specs()
+    assert specs["recommendations"].replicated and not specs["purchase_intent"].replicated
+    apart = parse_config({"models": enabled, "recommendations": {"replicated": False}})
+    assert not apart.model_specs()["recommendations"].replicated
 
 
 def test_evaluate_reports_models_baselines_segments_and_lift(
@@ -327,6 +333,43 @@ def test_sharded_models_write_a_summary_per_shard_and_evaluate_combines_them(
     )) / intent["samples"]  # fmt: skip
     assert intent["log_loss"] == round(weighted, 6)
     client.close()
+
+
+def test_replicated_recommendations_copies_leave_the_lists_of_one_model(
+    generated, tmp_path, redis_url, namespace, capsys
+):
+    import redis
+
+    from tests.redis_state import namespace_state
+
+    found, states = {}, {}
+    client = redis.Redis.from_url(redis_url)
+    for shards in (1, 2):
+        config = tmp_path / f"shards{shards}.yaml"
+        config.write_text(
+            f"models:\n  enabled: [recommendations]\n  shards: {shards}\n"
+            "recommendations:\n  evaluate_share: 1.0\n"
+        )
+        out = tmp_path / f"evaluation{shards}.json"
+        code = cli.main(
+            ["evaluate", str(generated), "--redis", redis_url]
+            + ["--namespace", f"{namespace}{shards}"]
+            + ["--config", str(config), "--json", str(out), "--quiet"]
+            + ["--dead-letters", str(tmp_path / f"dead{shards}")]
+        )
+        assert code == 0
+        found[shards] = json.loads(out.read_text())["recommendations"]
+        state = namespace_state(client, f"{namespace}{shards}", rename_to=namespace)
+        states[shards] = {k: v for k, v in state.items() if ":model:" not in k}
+    client.close()
+    one, two = found[1], found[2]
+    assert two["shards"] == 2 and two["replicated"] and one["predictions"] > 100
+    for name in ("hr_at_20", "mrr_at_20", "predictions", "clicks", "baselines"):
+        assert two[name] == one[name], name
+    assert two["size"]["sessions"] == 2 * one["size"]["sessions"]  # each copy holds them all
+    # Every list, similar items and profile in Redis is the one a single model leaves.
+    assert sum(":similar:" in k for k in states[1]) > 10
+    assert states[2] == states[1]
 
 
 def test_bad_segment_fails_at_start_naming_segment_and_field(

@@ -152,3 +152,51 @@ def test_sharded_learners_each_learn_and_score_only_their_users_in_order():
                 final[shard] = summary
         assert final == want_summaries, streaming
         assert {s["shards"] for s in final.values()} == {3}
+
+
+def _clicks() -> list[dict]:
+    """Clicks of 30 users on 12 products over 3 hours, each followed by a list request,
+    and one user's erasure in the second hour."""
+    rng = random.Random(11)
+    items = []
+    for minute in range(180):
+        user = f"u{rng.randrange(30)}"
+        at = minute * MIN
+        x = {"user": user, "item": f"p{rng.randrange(12)}", "bought": False, "period": None}
+        for kind, value in (("example", x), ("request", {"user": user})):
+            items.append({"model": "recommendations", "kind": kind, "user_id": user, "at": at,
+                          "x": value, "y": None, "id": f"{user}:{at}"})  # fmt: skip
+    items.append({"model": "recommendations", "kind": "forget", "user_id": "u3",
+                  "at": 90 * MIN, "x": {"user": "u3"}, "y": None, "id": "u3:forget"})  # fmt: skip
+    return items
+
+
+def test_replicated_recommender_copies_serve_the_lists_of_one_model():
+    params = (("evaluate_share", 1.0), ("k", 5))
+    one = learning.ModelSpec("recommendations", "recommender", recommender=params)
+    two = learning.ModelSpec(
+        "recommendations", "recommender", shards=2, recommender=params, replicated=True
+    )
+    apart = learning.ModelSpec("recommendations", "recommender", shards=2, recommender=params)
+    items = _clicks()
+    for streaming in (False, True):
+        want, want_summaries = _run_sharded(items, one, streaming)
+        got, summaries = _run_sharded(items, two, streaming)
+        # Every product's similar items, and each user's latest list of a feed.
+        assert len({score["item_id"] for score in want if "item_id" in score}) == 12
+        assert len({score["user_id"] for score in want if "user_id" in score}) == 30
+        # The same lists and similar items, each given once (by the copy that owns it).
+        assert sorted(map(repr, got)) == sorted(map(repr, want)), streaming
+        final = {}
+        for summary in summaries:
+            if summary["samples"] >= final.get(summary["shard"], {"samples": -1})["samples"]:
+                final[summary["shard"]] = summary
+        whole = max(want_summaries, key=lambda s: s["samples"])
+        assert [s["samples"] for s in final.values()] == [whole["samples"]] * 2
+        assert all(s["replicated"] for s in final.values())
+        # Each copy scored its own users' clicks: together, every click scored once.
+        predictions = sum(s["metrics"]["predictions"] for s in final.values())
+        assert predictions == whole["metrics"]["predictions"]
+        # Copies that learn only their own users' clicks serve other lists.
+        apart_scores, _ = _run_sharded(items, apart, streaming)
+        assert sorted(map(repr, apart_scores)) != sorted(map(repr, want))
