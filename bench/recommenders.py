@@ -13,7 +13,9 @@ ones; what the pipeline serves is measured by ``microtarget evaluate``.
 
 Printed per variant: HR@20, MRR@20, the reference figures of SOURCE.md, the
 seconds spent learning and ranking, clicks per second, and what the model
-holds at the end (``size()``) with its pickled bytes.
+holds at the end (``size()``) with its pickled bytes, and (``growth``) what
+it held after each quarter of the training sessions, next to the items seen:
+how memory grows as items do.
 """
 
 from __future__ import annotations
@@ -153,12 +155,21 @@ def run(name: str, train, test, limit_test: int | None) -> dict:
     clock = 0
     learn_s = rank_s = 0.0
     learn = model.learn
+    quarters = {len(train) * q // 4 for q in (1, 2, 3)}
+    growth, seen, clicks_so_far = [], set(), 0
     started = time.perf_counter()
     for number, items in enumerate(train):
+        if number in quarters:
+            learn_s += time.perf_counter() - started
+            growth.append(_held(model, seen, clicks_so_far))
+            started = time.perf_counter()
         for item in items:
             learn(("train", number), item, clock)
             clock += CLICK_MS
+        seen.update(items)
+        clicks_so_far += len(items)
     learn_s += time.perf_counter() - started
+    growth.append(_held(model, seen, clicks_so_far))
     for number, items in enumerate(test[:limit_test]):
         session = ("test", number)
         for position, item in enumerate(items[:-1]):
@@ -199,7 +210,14 @@ def run(name: str, train, test, limit_test: int | None) -> dict:
             else {}
         ),
         "pickled_mb": round(len(pickle.dumps(model, pickle.HIGHEST_PROTOCOL)) / 1e6, 1),
+        "growth": growth,
     }
+
+
+def _held(model, seen: set, clicks: int) -> dict:
+    """What the model holds after ``clicks`` training clicks of ``len(seen)`` items."""
+    pickled = len(pickle.dumps(model, pickle.HIGHEST_PROTOCOL))
+    return {"clicks": clicks, "items": len(seen), "size": model.size(), "pickled_mb": pickled / 1e6}
 
 
 def main(argv=None) -> int:
@@ -234,6 +252,12 @@ def main(argv=None) -> int:
             f" {row['size']}, {row['pickled_mb']} MB pickled",
             flush=True,
         )
+        for held in row["growth"]:
+            print(
+                f"{'':12s} after {held['clicks']:>7} training clicks of {held['items']:>6} items:"
+                f" {held['pickled_mb']:6.1f} MB pickled, {held['size']}",
+                flush=True,
+            )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
     return 0
