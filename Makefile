@@ -42,9 +42,10 @@ flink-up: jvm-deps
 flink-down: setup
 	$(BIN)/microtarget flink down
 
-$(STAMP): requirements.txt requirements-dev.txt setup.py
+$(STAMP): requirements.txt requirements-dev.txt requirements-report.txt setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.txt \
+	    -r requirements-dev.txt -r requirements-report.txt
 	# editable install without build isolation needs setuptools and wheel (pinned in requirements-dev.txt)
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)

@@ -9,11 +9,20 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
-REQUIREMENTS = [
-    line.strip()
-    for line in (HERE / "requirements.txt").read_text().splitlines()
-    if line.strip() and not line.startswith("#")
-]
+
+
+def _requirements(name: str) -> list[str]:
+    path = HERE / name
+    if not path.exists():  # a worker's copy of the sources may leave the extras' file out
+        return []
+    return [
+        line.strip()
+        for line in path.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+
+
+REQUIREMENTS = _requirements("requirements.txt")
 
 setup(
     name="microtarget",
@@ -26,5 +35,7 @@ setup(
     package_data={"schemas": ["*.avsc"], "transforms": ["*.lua"], "pipelines": ["*.yaml"]},
     include_package_data=True,
     install_requires=REQUIREMENTS,
+    # `microtarget report` (its statistics, plots and bias audit); workers never need them.
+    extras_require={"report": _requirements("requirements-report.txt")},
     entry_points={"console_scripts": ["microtarget=runners.cli:main"]},
 )

@@ -207,6 +207,53 @@ def erasure_record(user: str, event: dict) -> dict:
     }
 
 
+# What a user's audit record keeps of the counts: the A/B tests of triggers, segment lift.
+AUDIT_COUNTS = (
+    "matches.",
+    "triggers.",
+    "triggers_holdout.",
+    "converted_treatment.",
+    "converted_control.",
+    "segment_entries.",
+    "segment_converted.",
+    "visits",
+)
+AUDIT_EVENT_FIELDS = ("device", "country", "region")
+
+
+def audit_record(user: str, events: list, counts: dict, snapshot: dict | None) -> dict:
+    """One user's share of a run, for the report (``microtarget report``): the counts
+    it added (``AUDIT_COUNTS``) and the groups it falls in (its most frequent device,
+    country and region in the events, ties by name; price band and new or returning
+    from its last profile snapshot).
+
+    >>> events = [{"device": "mobile", "country": "DE"}, {"device": "desktop"},
+    ...           {"device": "mobile"}]
+    >>> record = audit_record("u1", events, {"visits": 2, "items_released": 3},
+    ...                       {"price_band": "low", "flags": {"returning": True}})
+    >>> record["counts"]
+    {'visits': 2}
+    >>> record["groups"]
+    {'device': 'mobile', 'country': 'DE', 'price_band': 'low', 'visitor': 'returning'}
+    """
+    groups: dict = {}
+    for name in AUDIT_EVENT_FIELDS:
+        seen: dict = {}
+        for event in events:
+            value = event.get(name)
+            if value is not None:
+                seen[value] = seen.get(value, 0) + 1
+        if seen:
+            groups[name] = min(seen, key=lambda value: (-seen[value], value))
+    if snapshot is not None:
+        if snapshot.get("price_band") is not None:
+            groups["price_band"] = snapshot["price_band"]
+        returning = (snapshot.get("flags") or {}).get("returning")
+        groups["visitor"] = "returning" if returning else "new"
+    kept = {name: n for name, n in sorted(counts.items()) if n and name.startswith(AUDIT_COUNTS)}
+    return {"user_id": user, "counts": kept, "groups": groups}
+
+
 def advance(params: TimelineParams, state: dict, ready: list, now: int) -> Step:
     """Apply released items (sorted here) and fire pattern deadlines up to ``now``.
 
@@ -431,6 +478,7 @@ def _govern(params: TimelineParams, state: dict, user: str, matches: list, step:
             group = outcomes.CONTROL if trigger["holdout"] else outcomes.TREATMENT
             if trigger["holdout"]:
                 step.counts["triggers_holdout"] += 1
+                step.counts[f"triggers_holdout.{pattern}"] += 1
             step.triggers.append(trigger)
         outcomes.track(state["outcomes"], match, group, params.attribution_ms)
     if matches:

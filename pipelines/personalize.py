@@ -49,6 +49,7 @@ def build(
     streaming: bool = False,
     learner_lateness_ms: int = 0,
     correct_any_late_input: bool = False,
+    audit: bool = False,
 ) -> dict[str, beam.PCollection]:
     """Wire the personalization graph.
 
@@ -63,8 +64,12 @@ def build(
         ``profiles`` (snapshot dicts), ``trending`` (per category and window),
         ``triggers`` (governed pattern matches, ``schemas/trigger.avsc``; empty
         without patterns), ``erasures`` (``models.timeline.erasure_record``),
-        ``dead_letters`` (``schemas/dead_letter.avsc``).
+        ``dead_letters`` (``schemas/dead_letter.avsc``), and with ``audit`` (a
+        bounded input in batch only) ``audit``: one record per user
+        (``models.timeline.audit_record``), else None.
     """
+    if audit and (streaming or not raw_records.is_bounded):
+        raise ValueError("audit records come from a bounded input in batch only")
     lateness = config.timeline.allowed_lateness
     decoded = raw_records | "DecodeEvents" >> DecodeEvents()
     # Pseudonyms before anything is keyed by user; the consent gate is in UserTimeline.
@@ -87,7 +92,7 @@ def build(
         unique = protected | "Deduplicate" >> DeduplicateEvents(config.dedupe.horizon, lateness)
         keyed = unique | "EachEvent" >> beam.FlatMap(each_event).with_output_types(tuple[str, dict])
         timeline = unique | "UserTimeline" >> UserTimeline(
-            config.timeline_params(), grouped=True, **timeline_args
+            config.timeline_params(), grouped=True, audit=audit, **timeline_args
         )
     else:
         keyed_events = protected | "KeyByUser" >> beam.Map(by_user).with_output_types(
@@ -126,6 +131,8 @@ def build(
         "model_summaries": learned.summaries,
         "model_drifts": learned.drifts,
         "dead_letters": dead_letters,
+        # One record per user (models.timeline.audit_record), only when asked (batch).
+        "audit": timeline.audit if batch and audit else None,
     }
 
 

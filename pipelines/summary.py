@@ -62,6 +62,11 @@ def summarize(totals: dict[str, int], wall_seconds: float) -> dict:
         "triggers": totals.get("triggers", 0),
         "triggers_by_pattern": triggered,
         "triggers_holdout": totals.get("triggers_holdout", 0),
+        # The A/B test of each pattern: triggers held out (control) and the conversions of
+        # the sent (treatment) and held-out ones within the attribution window.
+        "triggers_holdout_by_pattern": _by_prefix(totals, "triggers_holdout."),
+        "converted_treatment_by_pattern": _by_prefix(totals, "converted_treatment."),
+        "converted_control_by_pattern": _by_prefix(totals, "converted_control."),
         "triggers_suppressed": suppressed,
         "triggers_published": totals.get("triggers_published", 0),
         "partial_matches_dropped": totals.get("partial_matches_dropped", 0),

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -486,23 +487,28 @@ def _erase(args) -> int:
     return 0
 
 
-def _evaluate(args) -> int:
-    _quiet_step_failures(args)
-    found = _config_and_key(args)
-    if found is None:
-        return 2
-    config, source = found
-    from runners import evaluate_cmd
+def _replaying(command: str):
+    """A command that replays files (``runners.COMMAND_cmd.run``): config and key first,
+    a lost Redis said in one line."""
 
-    url = _redis_url(args)
-    try:
-        return evaluate_cmd.run(args, url, config, source)
-    except Exception as exc:
-        lost = redis_failure(exc, url)
-        if lost is None or args.verbose:
-            raise
-        print(f"error: {lost}", file=sys.stderr)
-        return 1
+    def run(args) -> int:
+        _quiet_step_failures(args)
+        found = _config_and_key(args)
+        if found is None:
+            return 2
+        config, source = found
+        module = importlib.import_module(f"runners.{command}_cmd")
+        url = _redis_url(args)
+        try:
+            return module.run(args, url, config, source)
+        except Exception as exc:
+            lost = redis_failure(exc, url)
+            if lost is None or args.verbose:
+                raise
+            print(f"error: {lost}", file=sys.stderr)
+            return 1
+
+    return run
 
 
 def _pseudonym(args) -> int:
@@ -600,6 +606,22 @@ def _add_redis_flags(parser: argparse.ArgumentParser, namespace_help: str = "") 
         default="default",
         help=namespace_help or "key namespace: keys are mt:NS:... (default: %(default)s)",
     )
+
+
+def _add_replaying_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags of a command that replays files (``_replaying``) besides its own."""
+    parser.add_argument(
+        "--dead-letters",
+        default=str(DEFAULT_HOME / "dead-letters"),
+        help="folder for dead-letter JSON lines (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress line (it shows only on a terminal)"
+    )
+    parser.add_argument(
+        "--verbose", action="store_true", help="show the whole traceback when the job fails"
+    )
+    _add_key_flags(parser)
 
 
 def _add_key_flags(parser: argparse.ArgumentParser) -> None:
@@ -857,19 +879,30 @@ def parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(namespace=None)
     evaluate.add_argument("--config", default=None, help="YAML config (models, segments, patterns)")
     evaluate.add_argument("--json", default=None, help="write the evaluation as JSON here")
-    evaluate.add_argument(
-        "--dead-letters",
-        default=str(DEFAULT_HOME / "dead-letters"),
-        help="folder for dead-letter JSON lines (default: %(default)s)",
+    _add_replaying_flags(evaluate)
+    evaluate.set_defaults(func=_replaying("evaluate"))
+
+    report = sub.add_parser(
+        "report",
+        help="replay files and write a page of what personalization did (A/B tests, segments)",
+        description="Replays the files in batch into a namespace of its own (deleted when "
+        "done) and writes DIR/index.html (one static page, opens offline) and "
+        "DIR/report.json (every number behind it): each trigger's A/B test against its "
+        "held-out users, segment members over event time with their lift, and the models' "
+        "summaries.",
+        epilog="Beam pipeline flags go after a bare `--`.",
     )
-    evaluate.add_argument(
-        "--quiet", action="store_true", help="no progress line (it shows only on a terminal)"
+    report.add_argument("files", nargs="+", help="Avro or JSON lines files; globs allowed")
+    report.add_argument("--out", required=True, help="folder for index.html and report.json")
+    report.add_argument(
+        "--redis",
+        default=None,
+        help="redis:// or rediss:// URL the replay writes to, in a namespace of its own "
+        "deleted when done (default: the embedded Redis in .microtarget/redis)",
     )
-    evaluate.add_argument(
-        "--verbose", action="store_true", help="show the whole traceback when the job fails"
-    )
-    _add_key_flags(evaluate)
-    evaluate.set_defaults(func=_evaluate)
+    report.add_argument("--config", default=None, help="YAML config (patterns, segments, models)")
+    _add_replaying_flags(report)
+    report.set_defaults(func=_replaying("report"), namespace=None)
 
     pseudo = sub.add_parser(
         "pseudonym",

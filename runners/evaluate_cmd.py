@@ -168,7 +168,8 @@ def recommendations_report(summaries: list[dict]) -> dict:
     return out
 
 
-def _cell(value) -> str:
+def cell(value) -> str:
+    """A number for a table: None as -, floats to 4 places."""
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -189,8 +190,8 @@ def format_report(found: dict) -> str:
     rows += [(f"baseline {name}", m) for name, m in found["baselines"].items()]
     for name, m in rows:
         lines.append(
-            f"  {name:<{width}} {_cell(m.get('roc_auc')):>8} {_cell(m.get('log_loss')):>9} "
-            f"{_cell(m.get('silhouette')):>7}"
+            f"  {name:<{width}} {cell(m.get('roc_auc')):>8} {cell(m.get('log_loss')):>9} "
+            f"{cell(m.get('silhouette')):>7}"
         )
     sharded = {name: m["shards"] for name, m in found["models"].items() if m.get("shards")}
     if sharded:
@@ -214,8 +215,8 @@ def format_report(found: dict) -> str:
             rows.append(("served within a segment", recs["within_segments"]))
         for name, m in rows:
             lines.append(
-                f"  {name:<{width}} {_cell(m.get(f'hr_at_{k}')):>8} "
-                f"{_cell(m.get(f'mrr_at_{k}')):>8} {m['predictions']:>12}"
+                f"  {name:<{width}} {cell(m.get(f'hr_at_{k}')):>8} "
+                f"{cell(m.get(f'mrr_at_{k}')):>8} {m['predictions']:>12}"
             )
     lines += [
         "",
@@ -235,8 +236,8 @@ def format_report(found: dict) -> str:
     for name, row in found["lift"].items():
         ci = "-" if row["ci95"] is None else f"[{row['ci95'][0]:.2f}, {row['ci95'][1]:.2f}]"
         lines.append(
-            f"  {name:<{width}} {row['entries']:>8} {_cell(row['rate']):>7} "
-            f"{_cell(row['base_rate']):>7} {_cell(row['lift']):>7}  {ci}"
+            f"  {name:<{width}} {row['entries']:>8} {cell(row['rate']):>7} "
+            f"{cell(row['base_rate']):>7} {cell(row['lift']):>7}  {ci}"
         )
     return "\n".join(lines)
 

@@ -94,6 +94,13 @@ class ReplayRequest:
     watermark_step_ms: int = 3_600_000
     key_source: KeySource | None = None  # None: the pseudonym key is required (see keys)
     runner: str | None = None  # one of RUNNERS; None: DEFAULT_RUNNER, or a --runner in beam_args
+    # Batch only: what `microtarget report` reads, as JSON lines under this folder
+    # (RECORDS: the users' audit records, triggers, segment changes, model summaries).
+    record_dir: str | None = None
+
+
+# The outputs a replay with ``record_dir`` writes, each to ``record_dir/NAME-*``.
+RECORDS = ("audit", "triggers", "segment_changes", "model_summaries", "model_drifts")
 
 
 def _event_time(raw) -> int | None:
@@ -170,7 +177,18 @@ def wire(pipeline: beam.Pipeline, request: ReplayRequest, run_id: str = "") -> d
         request.streaming,
         2 * request.watermark_step_ms if request.streaming else 0,
         correct_any_late_input=request.streaming,
+        audit=request.record_dir is not None,
     )
+    if request.record_dir is not None:
+        for name in RECORDS:
+            _ = (
+                outputs[name]
+                | f"ReportRecords_{name}" >> beam.Map(_json_line)
+                | f"WriteReportRecords_{name}"
+                >> beam.io.WriteToText(
+                    str(Path(request.record_dir) / name), file_name_suffix=".jsonl"
+                )
+            )
     attach_sinks(
         outputs,
         request.config,
@@ -180,6 +198,19 @@ def wire(pipeline: beam.Pipeline, request: ReplayRequest, run_id: str = "") -> d
         request.streaming,
     )
     return {**outputs, "records": records, "valid_records": valid}
+
+
+def _json_line(record: dict) -> str:
+    return json.dumps(record, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def read_records(record_dir: str, name: str) -> list[dict]:
+    """The records a replay with ``record_dir`` wrote for ``name`` (one of ``RECORDS``)."""
+    found = []
+    for path in sorted(Path(record_dir).glob(f"{name}-*.jsonl")):
+        with open(path) as lines:
+            found.extend(json.loads(line) for line in lines if line.strip())
+    return found
 
 
 def _streaming_summary(

@@ -108,6 +108,7 @@ ERASURES = "erasures"
 SEGMENT_CHANGES = "segment_changes"
 MODEL_INPUTS = "model_inputs"
 UNIQUE = "unique"
+AUDIT = "audit"
 STAGE = "UserTimeline"
 
 
@@ -397,6 +398,10 @@ class _ReleaseAllFn(_Timeline):
     expiry, which fires any deadline left up to it and drops the user.
     """
 
+    def __init__(self, *args, audit: bool = False):
+        super().__init__(*args)
+        self._audit = audit
+
     def process(self, grouped):
         key, events = grouped
         events = list(events)
@@ -410,16 +415,31 @@ class _ReleaseAllFn(_Timeline):
         self._profiles.inc()
         step = timeline.advance(self._params, state, items, max(item[0] for item in items))
         progress.add("items_released", len(items))
+        steps = [step]
+        # The report is analytics: a user whose latest consent refuses it has no record.
+        audited = self._audit and cons.allows(
+            self._params.consent, state["consent"], cons.ANALYTICS
+        )
         yield from self._outputs(step)
         expires = timeline.expires_at(self._params, state)  # only items move it
         while step.deadline is not None and step.deadline + self._lateness < expires:
             step = timeline.advance(self._params, state, [], step.deadline)
+            steps.append(step)
             yield from self._outputs(step)
         if self._specs:
-            yield from self._outputs(
-                timeline.advance(self._params, state, [], expires - self._lateness)
-            )
+            step = timeline.advance(self._params, state, [], expires - self._lateness)
+            steps.append(step)
+            yield from self._outputs(step)
         self._expired.inc()
+        if audited and not any(done.erasures for done in steps):
+            # The user's share of the run's counts, for the report (an erased user has none).
+            counts: dict = {}
+            for done in steps:
+                for name, n in done.counts.items():
+                    counts[name] = counts.get(name, 0) + n
+            snapshot = next((d.snapshot for d in reversed(steps) if d.snapshot), None)
+            record = timeline.audit_record(key, events, counts, snapshot)
+            yield beam.pvalue.TaggedOutput(AUDIT, record)
 
 
 def _keyed(keyed: tuple) -> tuple:
@@ -444,6 +464,8 @@ class UserTimeline(beam.PTransform):
     ``dedupe_horizon_ms``: with state and timers, drop the copies of an event id
     the user sent within this horizon first (``models.dedupe``), and give the
     unique events as the ``unique`` output; None: the input is unique already.
+    ``audit`` (batch only): one ``models.timeline.audit_record`` per user who
+    was not erased, as the ``audit`` output (``microtarget report`` reads them).
     """
 
     def __init__(
@@ -456,10 +478,13 @@ class UserTimeline(beam.PTransform):
         streaming: bool = False,
         grouped: bool = False,
         dedupe_horizon_ms: int | None = None,
+        audit: bool = False,
     ):
         super().__init__()
         if grouped and streaming:
             raise ValueError("UserTimeline: a grouped input is released in batch, not streaming")
+        if audit and streaming:
+            raise ValueError("UserTimeline: audit records come from a batch release only")
         params = dataclasses.replace(params, patterns=(), segments=())
         args = (params, patterns or {}, allowed_lateness_ms, params.retention_ms, segments)
         deduped = (
@@ -468,7 +493,7 @@ class UserTimeline(beam.PTransform):
             else dedupe.DedupeParams(dedupe_horizon_ms, allowed_lateness_ms)
         )
         self._fn = _TimelineFn(*args, dedupe_params=deduped)
-        self._all = _ReleaseAllFn(*args)
+        self._all = _ReleaseAllFn(*args, audit=audit)
         self._streaming = streaming
         self._grouped = grouped
 
@@ -493,5 +518,6 @@ class UserTimeline(beam.PTransform):
             SEGMENT_CHANGES,
             MODEL_INPUTS,
             UNIQUE,
+            AUDIT,
             main="profiles",
         )

@@ -88,6 +88,7 @@ def test_held_out_and_suppressed_matches_are_counted_apart():
     # The second abandonment falls within the first one's cooldown (1h).
     assert step.counts["triggers"] == 1
     assert step.counts["triggers_holdout"] == 1
+    assert step.counts["triggers_holdout.cart_abandonment"] == 1
     assert step.counts["triggers_suppressed_cooldown"] == 1
     assert [t["holdout"] for t in step.triggers] == [True]
 

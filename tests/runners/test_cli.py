@@ -186,6 +186,11 @@ def test_replay_with_the_pattern_pack_prints_and_publishes_triggers(
     assert summary["triggers"] > 0
     assert summary["triggers"] == sum(summary["triggers_by_pattern"].values())
     assert summary["triggers_published"] == summary["triggers"] - summary["triggers_holdout"]
+    held = summary["triggers_holdout_by_pattern"]
+    assert sum(held.values()) == summary["triggers_holdout"] > 0
+    assert all(held[name] <= summary["triggers_by_pattern"][name] for name in held)
+    converted = summary["converted_treatment_by_pattern"], summary["converted_control_by_pattern"]
+    assert all(set(counts) <= set(summary["triggers_by_pattern"]) for counts in converted)
     matched = sum(summary["matches_by_pattern"].values())
     assert matched == summary["triggers"] + sum(summary["triggers_suppressed"].values())
     capsys.readouterr()

@@ -1,0 +1,270 @@
+"""The report as one static HTML page: matplotlib figures inlined as SVG, and tables.
+
+matplotlib rather than plotly: the page then needs no script at all (it opens
+offline, prints, and stays about a tenth of the size of one with plotly's
+library inlined), and the SVG bytes are stable for the same numbers. Every
+figure is a ``<figure data-plot="ID">``; ``report.json`` lists them under
+``plots`` with the key of the numbers behind each.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import io
+import re
+
+from runners.evaluate_cmd import cell
+
+COLOURS = {"treatment": "#1f77b4", "control": "#ff7f0e", "members": "#2ca02c"}
+
+
+def _svg(figure) -> str:
+    import matplotlib
+
+    matplotlib.rcParams["svg.fonttype"] = "none"  # text stays text
+    matplotlib.rcParams["svg.hashsalt"] = "microtarget"  # the same ids for the same figure
+    out = io.StringIO()
+    figure.savefig(out, format="svg", bbox_inches="tight", metadata={"Date": None})
+    text = out.getvalue()
+    text = re.sub(r"\s*<metadata>.*?</metadata>", "", text, count=1, flags=re.S)
+    return text[text.index("<svg") :]
+
+
+def _figure(width: float, height: float):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _when(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def trigger_rates(triggers: dict) -> str:
+    """Conversion of treatment and control users per pattern, with Wilson intervals."""
+    names = [name for name, t in triggers.items() if t["by_user"]["treatment"]["n"]]
+    figure = _figure(7, 0.6 + 0.45 * max(len(names), 1))
+    axes = figure.add_subplot()
+    for offset, group in ((-0.12, "treatment"), (0.12, "control")):
+        for row, name in enumerate(names):
+            found = triggers[name]["by_user"][group]
+            if found["rate"] is None:
+                continue
+            low, high = found["ci95"]
+            axes.errorbar(
+                100 * found["rate"],
+                row + offset,
+                xerr=[[100 * (found["rate"] - low)], [100 * (high - found["rate"])]],
+                fmt="o",
+                color=COLOURS[group],
+                label=group if row == 0 else None,
+                capsize=3,
+            )
+    axes.set_yticks(range(len(names)), names)
+    axes.invert_yaxis()
+    axes.set_xlabel("users who converted after a trigger (%), 95% Wilson interval")
+    if names:
+        axes.legend(loc="lower right")
+    return _svg(figure)
+
+
+def _forest(rows: list[tuple], line: float, label: str, marker: str) -> str:
+    """One row per ``(name, value, (low, high), colour)``: the value and its interval."""
+    figure = _figure(7, 0.6 + 0.45 * max(len(rows), 1))
+    axes = figure.add_subplot()
+    for place, (_, value, (low, high), colour) in enumerate(rows):
+        axes.errorbar(
+            value, place, xerr=[[value - low], [high - value]], fmt=marker, color=colour, capsize=3
+        )
+    axes.axvline(line, color="#cc0000", linewidth=1)
+    axes.set_yticks(range(len(rows)), [row[0] for row in rows])
+    axes.invert_yaxis()
+    axes.set_xlabel(label)
+    return _svg(figure)
+
+
+def trigger_differences(triggers: dict) -> str:
+    """Treatment minus control per pattern, with Newcombe's interval."""
+    rows = [
+        (
+            name,
+            100 * found["difference"],
+            tuple(100 * end for end in found["difference_ci95"]),
+            "#333333" if found["significant"] else "#999999",
+        )
+        for name, found in ((name, t["by_user"]) for name, t in triggers.items())
+        if found["difference"] is not None
+    ]
+    return _forest(rows, 0, "treatment minus control (points), 95% Newcombe interval", "s")
+
+
+def segment_sizes(segments: dict) -> str:
+    """Members of each segment over event time, against its min_size."""
+    names = [name for name, s in segments.items() if s["series"]]
+    columns = 2
+    rows = max((len(names) + columns - 1) // columns, 1)
+    figure = _figure(9, 2.2 * rows)
+    for place, name in enumerate(names):
+        axes = figure.add_subplot(rows, columns, place + 1)
+        series = segments[name]["series"]
+        times = [dt.datetime.fromtimestamp(p[0] / 1000, dt.UTC) for p in series]
+        axes.step(times, [p[3] for p in series], where="post", color=COLOURS["members"])
+        if segments[name]["min_size"]:
+            axes.axhline(segments[name]["min_size"], color="#cc0000", linestyle="--", linewidth=1)
+        axes.set_title(name, fontsize=10)
+        axes.tick_params(axis="x", labelsize=7, rotation=30)
+        axes.set_ylim(bottom=0)
+    if not names:
+        figure.add_subplot().text(0.5, 0.5, "no segment changes", ha="center")
+    return _svg(figure)
+
+
+def segment_lift(segments: dict) -> str:
+    """Each segment's lift over the base rate, with a bootstrap-by-user interval."""
+    rows = [
+        (name, s["lift"]["ratio"], tuple(s["lift"]["ci95"]), "#333333")
+        for name, s in segments.items()
+        if s["lift"]["ratio"] is not None
+    ]
+    label = "conversion after entering / after any visit, 95% bootstrap by user"
+    return _forest(rows, 1, label, "D")
+
+
+# The figures: id -> (the report.json key of its numbers, its title, how it is drawn).
+PLOTS = {
+    "trigger_rates": ("triggers", "Conversion of triggered and held-out users", trigger_rates),
+    "trigger_differences": ("triggers", "What each trigger changed", trigger_differences),
+    "segment_sizes": ("segments", "Segment members over event time", segment_sizes),
+    "segment_lift": ("segments", "Segment lift over the base rate", segment_lift),
+}
+
+STYLE = """
+body { font-family: sans-serif; max-width: 60rem; margin: 2rem auto; color: #222; }
+table { border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; }
+td, th { border: 1px solid #ccc; padding: 0.25rem 0.5rem; text-align: right; }
+td:first-child, th:first-child { text-align: left; }
+figure { margin: 1rem 0; } figure svg { max-width: 100%; height: auto; }
+figcaption { font-weight: bold; margin-bottom: 0.5rem; }
+.note { color: #555; font-size: 0.9rem; }
+"""
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(cell(v))}</td>" for v in row) + "</tr>" for row in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _percent(rate) -> str:
+    return "-" if rate is None else f"{100 * rate:.1f}%"
+
+
+def render(report: dict, title: str) -> str:
+    """The page for a report's numbers (``report.json``)."""
+    parts = [f"<h1>{html.escape(title)}</h1>"]
+    parts.append(f"<p class='note'>{html.escape(report['about'])}</p>")
+
+    def figure(plot: str) -> str:
+        key, caption, draw = PLOTS[plot]
+        return (
+            f"<figure data-plot='{plot}'><figcaption>{html.escape(caption)}</figcaption>"
+            f"{draw(report[key])}</figure>"
+        )
+
+    triggers = report["triggers"]
+    parts.append("<h2>Triggers as A/B tests</h2>")
+    parts.append(
+        "<p class='note'>The unit is the user: governance holds a user out of a pattern for "
+        "good, so all of a user's triggers of a pattern are in one group. A user converted "
+        "when a purchase followed one of them within the attribution window.</p>"
+    )
+    if triggers:
+        parts.append(figure("trigger_rates"))
+        parts.append(figure("trigger_differences"))
+        rows = []
+        for name, found in triggers.items():
+            by_user = found["by_user"]
+            rows.append(
+                [
+                    name,
+                    found["matches"],
+                    by_user["treatment"]["n"],
+                    _percent(by_user["treatment"]["rate"]),
+                    by_user["control"]["n"],
+                    _percent(by_user["control"]["rate"]),
+                    by_user["lift"],
+                    _percent(by_user["mde"]),
+                ]
+            )
+        header = ["pattern", "matches", "treated users", "converted", "held-out users"]
+        parts.append(_table(header + ["converted", "lift", "detectable change"], rows))
+        parts.append(
+            "<ul>"
+            + "".join(
+                f"<li><b>{html.escape(name)}</b>: {html.escape(found['by_user']['sentence'])}</li>"
+                for name, found in triggers.items()
+            )
+            + "</ul>"
+        )
+    else:
+        parts.append("<p>No patterns in the config: no triggers to test.</p>")
+
+    segments = report["segments"]
+    parts.append("<h2>Segments</h2>")
+    if segments:
+        parts.append(figure("segment_sizes"))
+        parts.append(figure("segment_lift"))
+        rows = [
+            [
+                name,
+                found["entries"],
+                found["exits"],
+                found["series"][-1][3] if found["series"] else 0,
+                found["min_size"],
+                _percent(found["lift"]["rate"]),
+                _percent(found["lift"]["base_rate"]),
+                found["lift"]["ratio"],
+                "-"
+                if not found["lift"]["ci95"]
+                else "{:.2f} to {:.2f}".format(*found["lift"]["ci95"]),
+            ]
+            for name, found in segments.items()
+        ]
+        header = ["segment", "entries", "exits", "members at the end", "min_size"]
+        parts.append(_table(header + ["converted", "base rate", "lift", "95% interval"], rows))
+        parts.append(
+            "<p class='note'>Members count entries less exits; a user whose state expired "
+            "(timeline.retention) leaves no exit. Lift: conversion within the attribution "
+            "window after entering, over conversion after any visit; its interval resamples "
+            "users, so one user's repeated visits move together.</p>"
+        )
+    else:
+        parts.append("<p>No segments in the config.</p>")
+
+    models = report["models"]
+    parts.append("<h2>Models</h2>")
+    if models:
+        rows = []
+        for name, found in models.items():
+            summary = found["summary"]
+            metrics = summary.get("metrics") or {}
+            shown = ", ".join(
+                f"{metric} {value:.4g}"
+                for metric, value in sorted(metrics.items())
+                if isinstance(value, float)
+            )
+            rows.append(
+                [name, summary.get("kind"), summary["samples"], shown, len(found["drifts"])]
+            )
+        parts.append(_table(["model", "kind", "samples", "final metrics", "drifts"], rows))
+    else:
+        parts.append("<p>No models enabled in the config.</p>")
+    body = "\n".join(parts)
+    return (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>"
+        f"<body>{body}</body></html>\n"
+    )

@@ -1,0 +1,125 @@
+"""The report's numbers, from what a replay recorded (``runners.replay.RECORDS``).
+
+Each function takes plain records and gives the JSON of one top-level key of
+``report.json``; ``runners.report.page`` draws them. The unit of the A/B tests
+and of lift is the user: governance holds a user out of a pattern for good (a
+hash of the user and the pattern), so a user's triggers of a pattern are all in
+one group, and a user's visits are not independent trials.
+"""
+
+from __future__ import annotations
+
+from runners.report import stats
+
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+
+
+def triggers(audit: list[dict], patterns: list[str], summary: dict) -> dict:
+    """Per pattern: the users sent a trigger (treatment) against the users held out
+    (control), each converted when a purchase followed one of their triggers within the
+    attribution window; with the same test counted by trigger, from the run's counters."""
+    found = {}
+    for pattern in patterns:
+        groups = {"treatment": [0, 0], "control": [0, 0]}  # [users, converted users]
+        for record in audit:
+            counts = record["counts"]
+            if not counts.get(f"triggers.{pattern}"):
+                continue
+            held = counts.get(f"triggers_holdout.{pattern}", 0) > 0
+            group = groups["control" if held else "treatment"]
+            group[0] += 1
+            converted = counts.get(f"converted_{'control' if held else 'treatment'}.{pattern}")
+            group[1] += 1 if converted else 0
+        sent = summary.get("triggers_by_pattern", {}).get(pattern, 0)
+        held_out = summary.get("triggers_holdout_by_pattern", {}).get(pattern, 0)
+        found[pattern] = {
+            "matches": summary.get("matches_by_pattern", {}).get(pattern, 0),
+            "by_user": stats.ab_test(
+                groups["treatment"][1],
+                groups["treatment"][0],
+                groups["control"][1],
+                groups["control"][0],
+            ),
+            "by_trigger": stats.ab_test(
+                summary.get("converted_treatment_by_pattern", {}).get(pattern, 0),
+                sent - held_out,
+                summary.get("converted_control_by_pattern", {}).get(pattern, 0),
+                held_out,
+            ),
+        }
+    return found
+
+
+def _bucket_ms(span_ms: int) -> int:
+    """A bucket of about a hundredth of the span: an hour, six hours or a day (or more)."""
+    for size in (HOUR_MS, 6 * HOUR_MS, DAY_MS, 7 * DAY_MS):
+        if span_ms / size <= 200:
+            return size
+    return 30 * DAY_MS
+
+
+def segments(changes: list[dict], audit: list[dict], min_sizes: dict[str, int]) -> dict:
+    """Per segment: entries, exits and members over event time (buckets of
+    ``bucket_ms``), its ``min_size``, and its lift (conversion after an entry over
+    conversion after any visit) with an interval from a bootstrap by user."""
+    if changes:
+        first = min(change["event_time"] for change in changes)
+        last = max(change["event_time"] for change in changes)
+        size = _bucket_ms(last - first)
+        start = first // size * size
+    found = {}
+    for name in sorted(min_sizes):
+        mine = sorted((c["event_time"], c["change"]) for c in changes if c["segment"] == name)
+        series = []
+        if mine:
+            buckets = (last - start) // size + 1
+            entries, exits = [0] * buckets, [0] * buckets
+            for at, change in mine:
+                (entries if change == "enter" else exits)[(at - start) // size] += 1
+            members = 0
+            for place in range(buckets):
+                members += entries[place] - exits[place]
+                series.append([start + place * size, entries[place], exits[place], members])
+        found[name] = {
+            "min_size": min_sizes[name],
+            "bucket_ms": size if mine else None,
+            "series": series,  # [bucket start, entries, exits, members at its end]
+            "entries": sum(point[1] for point in series),
+            "exits": sum(point[2] for point in series),
+            "lift": _lift(audit, name),
+        }
+    return found
+
+
+def _lift(audit: list[dict], name: str) -> dict:
+    columns = ([], [], [], [])
+    for record in audit:
+        counts = record["counts"]
+        columns[0].append(counts.get(f"segment_converted.{name}", 0))
+        columns[1].append(counts.get(f"segment_entries.{name}", 0))
+        columns[2].append(counts.get("visits_converted", 0))
+        columns[3].append(counts.get("visits", 0))
+    found = stats.bootstrap_ratio(*columns)
+    found["entries"] = sum(columns[1])
+    found["converted"] = sum(columns[0])
+    found["rate"] = round(found["converted"] / found["entries"], 6) if found["entries"] else None
+    visits = sum(columns[3])
+    found["base_rate"] = round(sum(columns[2]) / visits, 6) if visits else None
+    return found
+
+
+def models(summaries: list[dict], drifts: list[dict]) -> dict:
+    """Each model's final summary as the learner left it, and its drift events."""
+    found = {}
+    for summary in sorted(summaries, key=lambda s: (s["model"], s.get("shard") or 0)):
+        name = (
+            summary["model"]
+            if summary.get("shard") is None
+            else (f"{summary['model']}:{summary['shard']}")
+        )
+        found[name] = {
+            "summary": summary,
+            "drifts": sorted(d["at"] for d in drifts if d["model"] == summary["model"]),
+        }
+    return found
