@@ -227,8 +227,32 @@ class _Metrics:
         }
 
 
+SERIES_POINTS = 200  # at most this many points of a classifier's metrics over time
+SERIES_FIRST_EVERY_MS = 3_600_000
+SERIES_FIELDS = (
+    "at",
+    "samples",
+    "roc_auc",
+    "log_loss",
+    "version_roc_auc",
+    "majority_log_loss",
+    "views_roc_auc",
+    "views_log_loss",
+    "version",
+)
+CALIBRATION_BINS = 10
+
+
 class OnlineClassifier:
-    """A probability of a binary outcome, learned online, with progressive metrics."""
+    """A probability of a binary outcome, learned online, with progressive metrics.
+
+    Over event time it keeps ``series``: a point (``SERIES_FIELDS``) at the first
+    example in each bucket of ``series_every`` ms (an hour at first; past
+    ``SERIES_POINTS`` points the bucket doubles and the last point of each new
+    bucket stays), and ``calibration``: per tenth of the predicted probability,
+    the examples, the sum of the predictions and the positives. Both depend only
+    on the examples in their order, so batch and streaming keep the same.
+    """
 
     def __init__(self, spec: ModelSpec, shard: int | None = None):
         self.spec = spec
@@ -242,6 +266,18 @@ class OnlineClassifier:
         self._by_views: dict = {}  # views so far -> (examples, positives)
         self.detector = drift.ADWIN(delta=spec.drift_delta)
         self.drifts: list[int] = []
+        self._series_state()
+
+    def _series_state(self) -> None:
+        self.series: list[list] = []
+        self.series_every = SERIES_FIRST_EVERY_MS
+        self._next_point = None
+        self.calibration = [[0, 0.0, 0] for _ in range(CALIBRATION_BINS)]
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if "series" not in state:  # a model pickled before the series: they start now
+            self._series_state()
 
     def _new_model(self):
         optimizer = optim.SGD(self.spec.learning_rate)
@@ -273,6 +309,12 @@ class OnlineClassifier:
         self.baselines["views"].update(y, (bought + 1) / (seen + 2), rank=views / (views + 1))
         self._by_views[views] = (seen + 1, bought + y)
         self._positives += y
+        calibration = self.calibration[min(int(p * CALIBRATION_BINS), CALIBRATION_BINS - 1)]
+        calibration[0] += 1
+        calibration[1] += p
+        calibration[2] += y
+        if self._next_point is None or at >= self._next_point:
+            self._point(at)
         self.model.learn_one(dict(x), y)
         before = self.detector.estimation
         self.detector.update(log_loss(y, p))
@@ -286,8 +328,34 @@ class OnlineClassifier:
             self.drifts = [*self.drifts[-19:], at]  # the last 20
         return {"p": p, "drift": drifted}
 
+    def _point(self, at: int) -> None:
+        """A point of the series: the metrics as of this example."""
+        every = self.series_every
+        metrics, baselines = self.metrics, self.baselines
+        self.series.append(
+            [
+                at,
+                metrics.n,
+                round(metrics.auc.get(), 6),
+                round(float(metrics.loss.get()), 6),
+                round(self.version_metrics.auc.get(), 6),
+                round(float(baselines["majority"].loss.get()), 6),
+                round(baselines["views"].auc.get(), 6),
+                round(float(baselines["views"].loss.get()), 6),
+                self.version,
+            ]
+        )
+        if len(self.series) > SERIES_POINTS:
+            every = self.series_every = every * 2
+            last = {}
+            for point in self.series:
+                last[point[0] // every] = point
+            self.series = list(last.values())
+        self._next_point = (at // every + 1) * every
+
     def summary(self) -> dict:
-        """What consumers read (JSON): version, samples, metrics, baselines, weights."""
+        """What consumers read (JSON): version, samples, metrics, baselines, weights,
+        the series of the metrics over event time and the calibration."""
         weights = {}
         lr = self.model["LogisticRegression"]
         for name, weight in sorted(lr.weights.items()):
@@ -305,6 +373,20 @@ class OnlineClassifier:
             "drifts": list(self.drifts),
             "weights": weights,
             "intercept": round(float(lr.intercept), 6),
+            "series": {
+                "every_ms": self.series_every,
+                "fields": list(SERIES_FIELDS),
+                "points": [list(point) for point in self.series],
+            },
+            "calibration": [
+                {
+                    "bin": [place / CALIBRATION_BINS, (place + 1) / CALIBRATION_BINS],
+                    "examples": n,
+                    "mean_p": round(total / n, 6) if n else None,
+                    "rate": round(positives / n, 6) if n else None,
+                }
+                for place, (n, total, positives) in enumerate(self.calibration)
+            ],
         }
 
 

@@ -131,12 +131,63 @@ def segment_lift(segments: dict) -> str:
     return _forest(rows, 1, label, "D")
 
 
+def _classifiers(models: dict) -> list[str]:
+    return [name for name, m in models.items() if (m["summary"].get("series") or {}).get("points")]
+
+
+def model_quality(models: dict) -> str:
+    """Each classifier's progressive ROC AUC and log loss over event time, against the
+    baselines, with its drifts."""
+    names = _classifiers(models)
+    figure = _figure(9, 2.6 * max(len(names), 1))
+    for row, name in enumerate(names):
+        summary = models[name]["summary"]
+        fields = summary["series"]["fields"]
+        points = [dict(zip(fields, point, strict=True)) for point in summary["series"]["points"]]
+        times = [dt.datetime.fromtimestamp(p["at"] / 1000, dt.UTC) for p in points]
+        auc = figure.add_subplot(len(names), 2, 2 * row + 1)
+        auc.plot(times, [p["roc_auc"] for p in points], label="model")
+        auc.plot(times, [p["version_roc_auc"] for p in points], label="this version", alpha=0.6)
+        auc.plot(times, [p["views_roc_auc"] for p in points], label="views baseline")
+        auc.axhline(0.5, color="#999999", linewidth=1, linestyle=":")
+        auc.set_title(f"{name}: ROC AUC", fontsize=10)
+        loss = figure.add_subplot(len(names), 2, 2 * row + 2)
+        loss.plot(times, [p["log_loss"] for p in points], label="model")
+        loss.plot(times, [p["majority_log_loss"] for p in points], label="base rate")
+        loss.plot(times, [p["views_log_loss"] for p in points], label="views baseline")
+        loss.set_title(f"{name}: log loss", fontsize=10)
+        for axes in (auc, loss):
+            for at in summary.get("drifts") or ():
+                axes.axvline(dt.datetime.fromtimestamp(at / 1000, dt.UTC), color="#cc0000")
+            axes.tick_params(axis="x", labelsize=7, rotation=30)
+            axes.legend(fontsize=7)
+    if not names:
+        figure.add_subplot().text(0.5, 0.5, "no classifier enabled", ha="center")
+    return _svg(figure)
+
+
+def calibration(models: dict) -> str:
+    """Each classifier's observed rate against its mean prediction, per tenth."""
+    figure = _figure(5, 4)
+    axes = figure.add_subplot()
+    axes.plot([0, 1], [0, 1], color="#999999", linestyle=":", label="perfect")
+    for name in _classifiers(models):
+        bins = [b for b in models[name]["summary"]["calibration"] if b["examples"]]
+        axes.plot([b["mean_p"] for b in bins], [b["rate"] for b in bins], "o-", label=name)
+    axes.set_xlabel("mean predicted probability")
+    axes.set_ylabel("observed rate")
+    axes.legend(fontsize=8)
+    return _svg(figure)
+
+
 # The figures: id -> (the report.json key of its numbers, its title, how it is drawn).
 PLOTS = {
     "trigger_rates": ("triggers", "Conversion of triggered and held-out users", trigger_rates),
     "trigger_differences": ("triggers", "What each trigger changed", trigger_differences),
     "segment_sizes": ("segments", "Segment members over event time", segment_sizes),
     "segment_lift": ("segments", "Segment lift over the base rate", segment_lift),
+    "model_quality": ("models", "Model quality over event time (drifts in red)", model_quality),
+    "calibration": ("models", "Calibration of the classifiers", calibration),
 }
 
 STYLE = """
@@ -247,6 +298,13 @@ def render(report: dict, title: str) -> str:
     models = report["models"]
     parts.append("<h2>Models</h2>")
     if models:
+        parts.append(
+            "<p class='note'>Progressive validation: each example is scored before it is "
+            "learned. The views baseline ranks by the views so far; the base rate predicts the "
+            "running share of positives.</p>"
+        )
+        parts.append(figure("model_quality"))
+        parts.append(figure("calibration"))
         rows = []
         for name, found in models.items():
             summary = found["summary"]

@@ -268,3 +268,45 @@ def test_a_recommender_gives_each_product_s_similar_items_as_of_its_last_click()
     popular = (("algorithm", "popular"),)
     spec = learning.ModelSpec("recommendations", "recommender", recommender=popular)
     assert learning.feed(learning.new_model(spec), items) == ([], [])
+
+
+def test_a_classifier_keeps_its_metrics_over_event_time_and_its_calibration():
+    items = examples(3000, seed=4)
+    for place, item in enumerate(items):
+        item["at"] = place * 600_000  # one every 10 minutes: 500 hours
+    model = learning.new_model(learning.ModelSpec("purchase_intent"))
+    learning.feed(model, items)
+    summary = model.summary()
+    series = summary["series"]
+    points = [dict(zip(series["fields"], point, strict=True)) for point in series["points"]]
+    # More hours than points: the buckets doubled until at most 200 points were left.
+    assert 100 < len(points) <= learning.SERIES_POINTS
+    assert series["every_ms"] == 4 * learning.SERIES_FIRST_EVERY_MS
+    assert [p["at"] for p in points] == sorted({p["at"] for p in points})
+    assert len({p["at"] // series["every_ms"] for p in points}) == len(points)
+    # A point is the metrics as of its example: a model fed up to it reports the same.
+    point = points[len(points) // 2]
+    upto = learning.new_model(learning.ModelSpec("purchase_intent"))
+    learning.feed(upto, [item for item in items if item["at"] <= point["at"]])
+    metrics = upto.summary()
+    assert point["samples"] == metrics["samples"]
+    assert (point["roc_auc"], point["log_loss"]) == (
+        metrics["metrics"]["roc_auc"],
+        metrics["metrics"]["log_loss"],
+    )
+    assert point["views_roc_auc"] == metrics["baselines"]["views"]["roc_auc"]
+    assert point["majority_log_loss"] == metrics["baselines"]["majority"]["log_loss"]
+    # Calibration: every example in one bin, the positives all counted.
+    bins = summary["calibration"]
+    assert sum(b["examples"] for b in bins) == summary["samples"] == 3000
+    assert (
+        round(sum(b["rate"] * b["examples"] for b in bins if b["examples"]))
+        == (summary["positives"])
+    )
+    assert all(b["bin"][0] <= b["mean_p"] < b["bin"][1] for b in bins if b["examples"])
+    # A model pickled before the series had none: it starts them when read back.
+    state = pickle.loads(pickle.dumps(model))
+    for name in ("series", "series_every", "_next_point", "calibration"):
+        del state.__dict__[name]
+    old = pickle.loads(pickle.dumps(state))
+    assert old.series == [] and old.summary()["series"]["points"] == []

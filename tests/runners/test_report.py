@@ -79,6 +79,11 @@ def test_the_report_s_a_b_tests_and_segments_agree_with_a_replay_s_redis(
     lifted = [s["lift"] for s in found["segments"].values() if s["lift"]["ratio"] is not None]
     assert lifted and all(x["ci95"][0] <= x["ratio"] <= x["ci95"][1] for x in lifted)
     assert set(found["models"]) == set(config.models.enabled)
+    for name in ("purchase_intent", "churn_risk"):
+        summary = found["models"][name]["summary"]
+        points = summary["series"]["points"]
+        assert len(points) > 10 and points[-1][1] <= summary["samples"]
+        assert sum(b["examples"] for b in summary["calibration"]) == summary["samples"]
 
     # The page: one static file, a figure with an SVG for each plot, no script.
     page = (out / "index.html").read_text()
