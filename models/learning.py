@@ -48,7 +48,10 @@ from models.features import FEATURE_NAMES, views_so_far
 EXAMPLE = "example"
 REQUEST = "request"
 FORGET = "forget"  # drop what a model holds of a user (only recommenders hold users)
-_KIND_ORDER = {EXAMPLE: 0, REQUEST: 1, FORGET: 2}
+# A score asked for the report only (``models.timeline`` intent probes): given with
+# ``probe`` set, never stored.
+PROBE = "probe"
+_KIND_ORDER = {EXAMPLE: 0, REQUEST: 1, FORGET: 2, PROBE: 3}
 
 
 def order(item: dict) -> tuple:
@@ -801,13 +804,14 @@ def _feed(model, items, last_clicks: frozenset = frozenset()) -> tuple[list[dict
                 score = model.predict({**item["x"], "at": item["at"]})
             else:
                 score = round(model.predict(item["x"]), 6)
-            scores.append(
-                {
-                    "user_id": item["user_id"],
-                    "model": model.spec.name,
-                    "version": model.version,
-                    "score": score,
-                    "at": item["at"],
-                }
-            )
+            found = {
+                "user_id": item["user_id"],
+                "model": model.spec.name,
+                "version": model.version,
+                "score": score,
+                "at": item["at"],
+            }
+            if kind == PROBE:
+                found["probe"] = item["id"]
+            scores.append(found)
     return scores, drifts

@@ -121,6 +121,10 @@ class TimelineParams:
     churn_horizon_ms: int = 7 * 86_400_000  # no new session this long after one: churned
     # The recommender learns lists within rule segments (its clicks carry the user's).
     recommend_within_segments: bool = False
+    # Score the open session for purchase intent at these of its events (1st, 3rd, ...),
+    # before any purchase in it: what a shop would be served there (``microtarget
+    # report``: the served-score AUC). Empty, the default: no probes.
+    intent_probes: tuple = ()
 
 
 @dataclass
@@ -341,6 +345,7 @@ def advance(params: TimelineParams, state: dict, ready: list, now: int) -> Step:
 
 
 PURCHASE_INTENT = "purchase_intent"
+INTENT_PROBES = (1, 3, 5)  # the events of a session the report scores (intent_probes)
 CHURN_RISK = "churn_risk"
 CLUSTERS = "clusters"
 RECOMMENDATIONS = "recommendations"
@@ -371,8 +376,26 @@ def _follow(params: TimelineParams, state: dict, item: tuple, step: Step) -> Non
                 _input(step, CHURN_RISK, "example", user, ts, x, churned, f"{user}:{tail}")
             followed["sessions"][ts] = followed["latest"] = feat.new_session(payload, before)
         followed["tail"] = ts if tail is None else max(tail, ts)
-        current = followed["sessions"][max(followed["sessions"])]
+        start = max(followed["sessions"])
+        current = followed["sessions"][start]
         feat.add(current, payload)
+        if (
+            params.intent_probes
+            and not current["frozen"]
+            and current["events"] in params.intent_probes
+            and PURCHASE_INTENT in params.models
+        ):
+            # The session's score as of this event, for the report (never written to Redis).
+            x = feat.session_features(current)
+            _input(
+                step,
+                PURCHASE_INTENT,
+                "probe",
+                user,
+                ts,
+                x,
+                ident=f"{user}:{start}:{current['events']}",
+            )
         product = payload.get("product_id")
         if RECOMMENDATIONS in params.models and product is not None:
             # A click for the recommender; a marked period (a data set's test part) with it.

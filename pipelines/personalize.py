@@ -15,6 +15,7 @@ replay`` starts an embedded Redis when none is given).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import sys
@@ -24,6 +25,7 @@ from pathlib import Path
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from models.timeline import INTENT_PROBES, PURCHASE_INTENT
 from pipelines.checks import InputError, check_inputs, check_redis
 from pipelines.config import Config, ConfigError, load_config
 from pipelines.keys import KeySource, PseudonymKeyError, resolve
@@ -36,6 +38,10 @@ from transforms.privacy import Pseudonymize
 from transforms.sources import DecodeEvents, ReadEvents
 from transforms.timeline import UserTimeline
 from transforms.trending import TrendingItems
+
+
+def _is_intent_example(model_input: dict) -> bool:
+    return model_input["model"] == PURCHASE_INTENT and model_input["kind"] == "example"
 
 
 def _analytics_allowed(keyed) -> bool:
@@ -91,8 +97,11 @@ def build(
     if batch:
         unique = protected | "Deduplicate" >> DeduplicateEvents(config.dedupe.horizon, lateness)
         keyed = unique | "EachEvent" >> beam.FlatMap(each_event).with_output_types(tuple[str, dict])
+        params = config.timeline_params()
+        if audit:  # and the report's probes of purchase intent
+            params = dataclasses.replace(params, intent_probes=INTENT_PROBES)
         timeline = unique | "UserTimeline" >> UserTimeline(
-            config.timeline_params(), grouped=True, audit=audit, **timeline_args
+            params, grouped=True, audit=audit, **timeline_args
         )
     else:
         keyed_events = protected | "KeyByUser" >> beam.Map(by_user).with_output_types(
@@ -133,6 +142,13 @@ def build(
         "dead_letters": dead_letters,
         # One record per user (models.timeline.audit_record), only when asked (batch).
         "audit": timeline.audit if batch and audit else None,
+        # The scores of the intent probes (only with audit), and the sessions' outcomes.
+        "probes": learned.probes,
+        "intent_examples": (
+            timeline.model_inputs | "IntentExamples" >> beam.Filter(_is_intent_example)
+            if batch and audit
+            else None
+        ),
     }
 
 

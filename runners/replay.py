@@ -100,7 +100,15 @@ class ReplayRequest:
 
 
 # The outputs a replay with ``record_dir`` writes, each to ``record_dir/NAME-*``.
-RECORDS = ("audit", "triggers", "segment_changes", "model_summaries", "model_drifts")
+RECORDS = (
+    "audit",
+    "triggers",
+    "segment_changes",
+    "model_summaries",
+    "model_drifts",
+    "probes",
+    "intent_examples",
+)
 
 
 def _event_time(raw) -> int | None:

@@ -5,7 +5,8 @@ when done), recording per user what the run's counters sum (``runners.replay``
 ``record_dir``: ``models.timeline.audit_record``), the triggers, the segment
 changes and the models' summaries, in a temporary folder deleted when done.
 Only aggregates reach ``DIR``: ``report.json`` (every number behind every
-plot, under ``triggers``, ``segments`` and ``models``) and ``index.html``
+plot, under ``triggers``, ``segments``, ``models`` and ``served_intent``) and
+``index.html``
 (``runners.report.page``: one static page, no script, opens offline).
 """
 
@@ -48,6 +49,7 @@ def build(records: dict[str, list[dict]], config, summary: dict, files: list[str
             {name: spec.min_size for name, spec in config.segments.items()},
         ),
         "models": sections.models(records["model_summaries"], records["model_drifts"]),
+        "served_intent": sections.served_intent(records["probes"], records["intent_examples"]),
     }
     out["plots"] = {plot: key for plot, (key, _, _) in page.PLOTS.items()}
     return out

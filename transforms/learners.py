@@ -52,8 +52,9 @@ Progressive metrics are pipeline gauges (``model_roc_auc_x1e6.NAME``,
 ``model_samples.NAME``, ``model_version.NAME``).
 
 Outputs: ``scores`` (main: user, model, version, score, at), ``summaries``
-(the model's JSON summary after each firing, for ``mt:NS:model:NAME``) and
-``drifts`` (a new model version started, for the topic).
+(the model's JSON summary after each firing, for ``mt:NS:model:NAME``),
+``drifts`` (a new model version started, for the topic) and ``probes`` (the
+scores of the timeline's intent probes, with ``probe``: for the report only).
 
 A single learner is a bound on throughput: ``bench/learners.py`` measures
 its updates per second; shards lift that bound where there are workers to
@@ -75,6 +76,7 @@ from transforms.metrics import Counters
 NAMESPACE = "microtarget"
 SUMMARIES = "summaries"
 DRIFTS = "drifts"
+PROBES = "probes"
 HOUR_MS = 3_600_000
 
 
@@ -228,8 +230,7 @@ class _LearnFn(beam.DoFn):
         if not self._specs[name].replicated or not shard:
             examples = sum(1 for item in items[len(again) :] if item["kind"] == learning.EXAMPLE)
             self._counts.inc(f"model_updates.{name}", examples)
-        self._counts.inc(f"model_scores.{name}", len(scores))
-        yield from scores
+        yield from _scores(self._counts, name, scores)
         for event in drifts:
             self._counts.inc(f"model_drifts.{name}", 1)
             yield beam.pvalue.TaggedOutput(DRIFTS, event)
@@ -249,6 +250,20 @@ class _LearnFn(beam.DoFn):
         _rewrite(checkpoints, points)
         _rewrite(log, kept)
         floor.write(points[0][0])
+
+
+def _scores(counts: Counters, name: str, scores: list):
+    """The scores to store (main output), and the report's probes apart (``PROBES``)."""
+    probes = 0
+    for score in scores:
+        if "probe" in score:
+            probes += 1
+            yield beam.pvalue.TaggedOutput(PROBES, score)
+        else:
+            yield score
+    counts.inc(f"model_scores.{name}", len(scores) - probes)
+    if probes:
+        counts.inc(f"model_probes.{name}", probes)
 
 
 def _rewrite(bag, items) -> None:
@@ -280,9 +295,8 @@ class _LearnAllFn(beam.DoFn):
         summary = learner.summary()
         if not self._specs[name].replicated or not shard:  # one count of each example
             self._counts.inc(f"model_updates.{name}", summary["samples"])
-        self._counts.inc(f"model_scores.{name}", len(scores))
         self._counts.inc(f"model_drifts.{name}", len(drifts))
-        yield from scores
+        yield from _scores(self._counts, name, scores)
         for event in drifts:
             yield beam.pvalue.TaggedOutput(DRIFTS, event)
         report_metrics(summary)
@@ -322,4 +336,6 @@ class LearnOnline(beam.PTransform):
                 | "GroupByModel" >> beam.GroupByKey()
             )
             learn = beam.ParDo(_LearnAllFn(self._specs))
-        return keyed | "LearnInOrder" >> learn.with_outputs(SUMMARIES, DRIFTS, main="scores")
+        return keyed | "LearnInOrder" >> learn.with_outputs(
+            SUMMARIES, DRIFTS, PROBES, main="scores"
+        )

@@ -180,6 +180,28 @@ def calibration(models: dict) -> str:
     return _svg(figure)
 
 
+def served_intent(served: dict) -> str:
+    """ROC AUC of the intent scores served at the k-th event, against the offline reference."""
+    figure = _figure(6, 3.2)
+    axes = figure.add_subplot()
+    points = [(int(k), f) for k, f in served["by_event"].items() if f.get("auc") is not None]
+    for k, found in points:
+        low, high = found["ci95"]
+        axes.errorbar(
+            k, found["auc"], yerr=[[found["auc"] - low], [high - found["auc"]]], fmt="o",
+            color=COLOURS["treatment"], capsize=3,
+        )  # fmt: skip
+    reference = served.get("reference")
+    if reference:
+        axes.axhline(reference["auc"], color="#cc0000", linestyle="--", label="offline reference")
+        axes.legend(fontsize=8)
+    axes.axhline(0.5, color="#999999", linewidth=1, linestyle=":")
+    axes.set_xticks([k for k, _ in points] or [1])
+    axes.set_xlabel("event of the session the score was served at")
+    axes.set_ylabel("ROC AUC (95% bootstrap by user)")
+    return _svg(figure)
+
+
 # The figures: id -> (the report.json key of its numbers, its title, how it is drawn).
 PLOTS = {
     "trigger_rates": ("triggers", "Conversion of triggered and held-out users", trigger_rates),
@@ -188,6 +210,7 @@ PLOTS = {
     "segment_lift": ("segments", "Segment lift over the base rate", segment_lift),
     "model_quality": ("models", "Model quality over event time (drifts in red)", model_quality),
     "calibration": ("models", "Calibration of the classifiers", calibration),
+    "served_intent": ("served_intent", "Purchase intent as served", served_intent),
 }
 
 STYLE = """
@@ -320,6 +343,32 @@ def render(report: dict, title: str) -> str:
         parts.append(_table(["model", "kind", "samples", "final metrics", "drifts"], rows))
     else:
         parts.append("<p>No models enabled in the config.</p>")
+    served = report["served_intent"]
+    parts.append("<h2>Purchase intent as served</h2>")
+    if served["by_event"]:
+        parts.append(
+            "<p class='note'>The score the purchase_intent model gave the session at its k-th "
+            "event (before any purchase in it; the model had learned only from sessions closed "
+            "by then), against whether the session went on to buy, on the last "
+            f"{served['test_sessions']:,} of {served['sessions']:,} sessions by start. The "
+            "reference is a logistic regression trained offline on the earlier sessions' "
+            "features at close, scored on the same sessions at close: it sees every event "
+            "before the purchase, the served score only the first k.</p>"
+        )
+        parts.append(figure("served_intent"))
+        rows = [
+            [f"event {k}", f["sessions_reaching"], f.get("positives"), f.get("auc"),
+             "-" if not f.get("ci95") else "{:.3f} to {:.3f}".format(*f["ci95"])]
+            for k, f in served["by_event"].items()
+        ]  # fmt: skip
+        if served["reference"]:
+            reference = served["reference"]
+            rows.append(
+                ["offline reference", reference["test_sessions"], None, reference["auc"], "-"]
+            )
+        parts.append(_table(["scored at", "sessions", "buying", "ROC AUC", "95% interval"], rows))
+    else:
+        parts.append("<p>The purchase_intent model is not enabled: no scores to check.</p>")
     body = "\n".join(parts)
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"

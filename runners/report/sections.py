@@ -123,3 +123,61 @@ def models(summaries: list[dict], drifts: list[dict]) -> dict:
             "drifts": sorted(d["at"] for d in drifts if d["model"] == summary["model"]),
         }
     return found
+
+
+def served_intent(probes: list[dict], examples: list[dict], train_share: float = 0.7) -> dict:
+    """The purchase-intent scores as served at the k-th event of a session (before any
+    purchase in it), against whether the session went on to buy: ROC AUC per k, with a
+    bootstrap by user, on the sessions of the last ``1 - train_share`` of the run by
+    session start, next to a logistic regression trained offline (scikit-learn) on the
+    session features of the first ``train_share`` (at session close, as the online model
+    learns them) and scored on the same last sessions.
+    """
+    outcome = {e["id"]: bool(e["y"]) for e in examples}
+    if not outcome:
+        return {"sessions": 0, "by_event": {}, "reference": None}
+    starts = sorted((int(e["id"].rsplit(":", 1)[1]), e["id"]) for e in examples)
+    cut = starts[int(len(starts) * train_share)][0] if len(starts) > 1 else starts[0][0]
+    test = {ident for start, ident in starts if start >= cut}
+    by_event = {}
+    for k in sorted({int(p["probe"].rsplit(":", 1)[1]) for p in probes}):
+        mine = []
+        for probe in probes:
+            session, _, event = probe["probe"].rpartition(":")
+            if int(event) == k and session in test and session in outcome:
+                mine.append((probe["score"], outcome[session], probe["user_id"]))
+        found = stats.bootstrap_auc(*zip(*mine, strict=True)) if mine else {"auc": None}
+        found["sessions_reaching"] = len(mine)
+        by_event[str(k)] = found
+    return {
+        "sessions": len(outcome),
+        "test_sessions": len(test),
+        "test_from": cut,
+        "buying_share": round(sum(outcome.values()) / len(outcome), 6),
+        "by_event": by_event,
+        "reference": _offline_reference(examples, cut),
+    }
+
+
+def _offline_reference(examples: list[dict], cut: int) -> dict | None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    names = sorted({name for e in examples for name in e["x"]})
+    train, test = ([], []), ([], [])
+    for example in examples:
+        part = train if int(example["id"].rsplit(":", 1)[1]) < cut else test
+        part[0].append([float(example["x"].get(name, 0.0)) for name in names])
+        part[1].append(bool(example["y"]))
+    if len(set(train[1])) < 2 or len(set(test[1])) < 2:
+        return None
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    model.fit(train[0], train[1])
+    scores = model.predict_proba(test[0])[:, 1]
+    return {
+        "model": "logistic regression (scikit-learn) on session features at close",
+        "train_sessions": len(train[1]),
+        "test_sessions": len(test[1]),
+        "auc": round(stats.auc(scores, test[1]), 6),
+    }

@@ -207,3 +207,49 @@ def bootstrap_ratio(
         "users": users,
         "reps": int(found.size),
     }
+
+
+def auc(scores, labels) -> float | None:
+    """ROC AUC by the rank-sum (Mann-Whitney) statistic, ties counted half; None without
+    both labels.
+
+    >>> auc([0.9, 0.1, 0.4, 0.6], [True, False, True, False])
+    0.75
+    """
+    import numpy as np
+    from scipy.stats import rankdata
+
+    labels = np.asarray(labels, dtype=bool)
+    positives = int(labels.sum())
+    negatives = labels.size - positives
+    if not positives or not negatives:
+        return None
+    ranks = rankdata(np.asarray(scores, dtype=float))
+    return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def bootstrap_auc(scores, labels, groups, reps: int = 200, seed: int = 0, alpha=ALPHA) -> dict:
+    """``auc`` with a percentile interval from resampling ``groups`` (users) with
+    replacement, so one user's sessions move together."""
+    import numpy as np
+
+    scores = np.asarray(scores, dtype=float)
+    labels = np.asarray(labels, dtype=bool)
+    point = auc(scores, labels)
+    found = {"auc": None if point is None else round(point, 6), "n": int(labels.size)}
+    found["positives"] = int(labels.sum())
+    if point is None:
+        found["ci95"] = None
+        return found
+    _, index = np.unique(np.asarray(groups), return_inverse=True)
+    members = np.split(np.argsort(index, kind="stable"), np.cumsum(np.bincount(index))[:-1])
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(reps):
+        picked = np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
+        value = auc(scores[picked], labels[picked])
+        if value is not None:
+            draws.append(value)
+    low, high = np.quantile(draws, [alpha / 2, 1 - alpha / 2])
+    found["ci95"] = [round(float(low), 6), round(float(high), 6)]
+    return found

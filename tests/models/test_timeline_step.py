@@ -158,3 +158,30 @@ def test_an_event_after_its_sessions_summary_opens_a_session_of_its_own():
     step = timeline.advance(with_models, state, ready, 41 * MIN)
     assert step.snapshot["counts"] == {"product_view": 4}
     assert list(state["model"]["sessions"]) == [40 * MIN]
+
+
+def test_intent_probes_score_a_session_at_its_kth_events_until_a_purchase():
+    probed = timeline.TimelineParams(
+        models=frozenset({timeline.PURCHASE_INTENT}), intent_probes=timeline.INTENT_PROBES
+    )
+    state = timeline.new_user_state("u1")
+    kinds = ["product_view", "product_view", "add_to_cart", "product_view", "purchase"]
+    # A second session: one view, then a purchase as its 3rd event, then a 5th event.
+    kinds += ["product_view", "product_view", "purchase", "product_view", "product_view"]
+    ready = [item(f"e{n}", n if n < 5 else 100 + n, kind) for n, kind in enumerate(kinds)]
+    step = timeline.advance(probed, state, ready, 200 * MIN)
+    probes = [i for i in step.model_inputs if i["kind"] == "probe"]
+    assert [p["id"].rsplit(":", 1)[1] for p in probes] == ["1", "3", "1"]
+    assert [p["at"] for p in probes] == [0, 2 * MIN, 105 * MIN]
+    first = probes[0]["id"].rsplit(":", 1)[0]
+    assert first == "u1:0" and probes[2]["id"] == f"u1:{105 * MIN}:1"
+    # Each probe carries the session's features as of its event.
+    assert probes[1]["x"]["s_carts"] == 1.0 and probes[0]["x"]["s_carts"] == 0.0
+    # Without probes asked for, none.
+    plain = timeline.advance(
+        timeline.TimelineParams(models=frozenset({timeline.PURCHASE_INTENT})),
+        timeline.new_user_state("u1"),
+        ready,
+        200 * MIN,
+    )
+    assert not [i for i in plain.model_inputs if i["kind"] == "probe"]

@@ -84,6 +84,10 @@ def test_the_report_s_a_b_tests_and_segments_agree_with_a_replay_s_redis(
         points = summary["series"]["points"]
         assert len(points) > 10 and points[-1][1] <= summary["samples"]
         assert sum(b["examples"] for b in summary["calibration"]) == summary["samples"]
+    served = found["served_intent"]
+    assert sorted(served["by_event"]) == ["1", "3", "5"]
+    assert all(f["n"] <= served["test_sessions"] for f in served["by_event"].values())
+    assert 0.5 < served["by_event"]["1"]["auc"] <= 1 and served["reference"]["auc"] > 0.5
 
     # The page: one static file, a figure with an SVG for each plot, no script.
     page = (out / "index.html").read_text()
@@ -98,3 +102,34 @@ def test_audit_records_come_from_a_batch_release_only():
 
     with pytest.raises(ValueError, match="batch release only"):
         UserTimeline(load_config(CONFIG).timeline_params(), streaming=True, audit=True)
+
+
+def test_what_the_report_records_changes_nothing_the_replay_stores(
+    generated, tmp_path, redis_url, redis_client, namespace
+):
+    from runners import replay
+    from tests.conftest import key_source_of_tests
+    from tests.redis_state import namespace_state
+
+    states = {}
+    for mode in ("plain", "recorded"):
+        request = replay.ReplayRequest(
+            inputs=[str(generated)],
+            redis_url=redis_url,
+            namespace=f"{namespace}{mode}",
+            config=load_config(CONFIG),
+            dead_letters_dir=str(tmp_path / f"dead-{mode}"),
+            key_source=key_source_of_tests(),
+            record_dir=str(tmp_path / "records") if mode == "recorded" else None,
+        )
+        summary = replay.run(request)
+        states[mode] = namespace_state(redis_client, request.namespace, rename_to=namespace)
+        summary.pop("wall_seconds"), summary.pop("events_per_second")
+        states[f"{mode} summary"] = summary
+    assert states["recorded"] == states["plain"]
+    assert states["recorded summary"] == states["plain summary"]
+    probes = replay.read_records(str(tmp_path / "records"), "probes")
+    examples = replay.read_records(str(tmp_path / "records"), "intent_examples")
+    assert len(probes) > len(examples) > 100
+    sessions = {example["id"] for example in examples}
+    assert {probe["probe"].rpartition(":")[0] for probe in probes} <= sessions
