@@ -184,6 +184,31 @@ _DEVICES = (
     ("desktop", ("Windows", "macOS", "Linux"), 35),
     ("tablet", ("iPadOS", "Android"), 10),
 )
+# The device a persona's users keep (mobile, desktop, tablet weights): shoppers who
+# browse are mostly on phones, buyers who know what they want more often at a desk,
+# so a bias audit by device has a real difference to find. About 55/35/10 overall.
+_PERSONA_DEVICES = {
+    BARGAIN_HUNTER: (65, 25, 10),
+    HIGH_INTENT_BUYER: (30, 60, 10),
+    CART_ABANDONER: (70, 20, 10),
+    WINDOW_SHOPPER: (70, 15, 15),
+    RETURNING_LOYAL: (45, 45, 10),
+    SEARCHER_FRUSTRATED: (50, 45, 5),
+}
+# The region (ISO 3166-2) of each time zone of _LOCALES.
+_REGIONS = {
+    "Europe/Berlin": "DE-BE",
+    "Europe/Paris": "FR-IDF",
+    "Europe/London": "GB-ENG",
+    "Europe/Madrid": "ES-MD",
+    "Europe/Warsaw": "PL-14",
+    "America/New_York": "US-NY",
+    "America/Los_Angeles": "US-CA",
+    "America/Sao_Paulo": "BR-SP",
+    "Asia/Tokyo": "JP-13",
+    "Asia/Kolkata": "IN-WB",
+    "Australia/Sydney": "AU-NSW",
+}
 
 _BARGAIN_QUERIES = ("sale", "deals", "discount {c}", "cheap {c}", "{c} sale", "clearance {c}")
 _NICHE_QUERIES = (
@@ -261,7 +286,8 @@ def generate(
     Args:
         events: records to return, duplicates included (>= 1).
         users: distinct users (1 <= users <= events); each has at least one event.
-        seed: seeds the one ``random.Random`` behind every choice.
+        seed: seeds the ``random.Random`` behind every choice (and the one behind each
+            user's device, ``_make_users``).
         start_ms: epoch ms (UTC) the first sessions start from (within a week of it).
         duplicate_share: share of ``events`` that are retries of another event
             (same id and content), rounded down; 0 to 0.5.
@@ -284,7 +310,7 @@ def generate(
     duplicates = min(math.floor(events * duplicate_share + 1e-9), events - users)
     unique = events - duplicates
 
-    people = _make_users(rng, users)
+    people = _make_users(rng, users, seed)
     quotas = _quotas(rng, people, unique)
     timed: list[tuple[int, int, dict]] = []  # (arrival ms, sequence, event)
     for user, quota in zip(people, quotas):
@@ -349,15 +375,24 @@ def _check_args(events, users, seed, start_ms, duplicate_share) -> None:
         raise ValueError(f"duplicate_share must be a number from 0 to 0.5, got {duplicate_share!r}")
 
 
-def _make_users(rng, count: int) -> list[_User]:
-    """``count`` users, personas balanced round-robin then shuffled."""
+def _make_users(rng, count: int, seed: int = 0) -> list[_User]:
+    """``count`` users, personas balanced round-robin then shuffled.
+
+    A user's device is drawn by persona (``_PERSONA_DEVICES``) from a second
+    ``random.Random`` of its own, so every other draw (and event) is what it was
+    before devices followed personas.
+    """
     personas = [PERSONAS[i % len(PERSONAS)] for i in range(count)]
     rng.shuffle(personas)
     width = max(4, len(str(count - 1)))
     people = []
+    devices = random.Random(f"devices:{seed}")
     for i, persona in enumerate(personas):
         country, timezone, offset = rng.choice(_LOCALES)
-        device, systems, _ = rng.choices(_DEVICES, weights=[w for _, _, w in _DEVICES])[0]
+        # The draws of the device before it followed the persona, kept for the stream.
+        _, kept, _ = rng.choices(_DEVICES, weights=[w for _, _, w in _DEVICES])[0]
+        rng.choice(kept)
+        device, systems, _ = devices.choices(_DEVICES, weights=_PERSONA_DEVICES[persona])[0]
         people.append(
             _User(
                 user_id=f"u{i:0{width}d}",
@@ -366,7 +401,7 @@ def _make_users(rng, count: int) -> list[_User]:
                 timezone=timezone,
                 utc_offset_min=offset,
                 device=device,
-                os=rng.choice(systems),
+                os=devices.choice(systems),
                 marketing=rng.random() < 0.6,
                 category=rng.choice(CATEGORIES),
                 brand=rng.choice(BRANDS),
@@ -441,6 +476,7 @@ def _user_events(rng, user: _User, quota: int, start_ms: int) -> list[dict]:
                 device=device,
                 os=os_name,
                 country=user.country,
+                region=_REGIONS[user.timezone],
                 timezone=user.timezone,
                 consent={"analytics": True, "personalization": True, "marketing": user.marketing},
                 campaign=campaign if position == 0 else None,

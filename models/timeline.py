@@ -125,6 +125,8 @@ class TimelineParams:
     # before any purchase in it: what a shop would be served there (``microtarget
     # report``: the served-score AUC). Empty, the default: no probes.
     intent_probes: tuple = ()
+    # Event fields the report's audit records group users by, besides AUDIT_EVENT_FIELDS.
+    audit_fields: tuple = ()
 
 
 @dataclass
@@ -225,11 +227,18 @@ AUDIT_COUNTS = (
 AUDIT_EVENT_FIELDS = ("device", "country", "region")
 
 
-def audit_record(user: str, events: list, counts: dict, snapshot: dict | None) -> dict:
+def audit_record(
+    user: str,
+    events: list,
+    counts: dict,
+    snapshot: dict | None,
+    fields: tuple = (),
+    marketing: bool = True,
+) -> dict:
     """One user's share of a run, for the report (``microtarget report``): the counts
     it added (``AUDIT_COUNTS``) and the groups it falls in (its most frequent device,
-    country and region in the events, ties by name; price band and new or returning
-    from its last profile snapshot).
+    country and region in the events, and of ``fields``, ties by name; price band and
+    new or returning from its last profile snapshot), and whether marketing was allowed.
 
     >>> events = [{"device": "mobile", "country": "DE"}, {"device": "desktop"},
     ...           {"device": "mobile"}]
@@ -241,7 +250,7 @@ def audit_record(user: str, events: list, counts: dict, snapshot: dict | None) -
     {'device': 'mobile', 'country': 'DE', 'price_band': 'low', 'visitor': 'returning'}
     """
     groups: dict = {}
-    for name in AUDIT_EVENT_FIELDS:
+    for name in dict.fromkeys(AUDIT_EVENT_FIELDS + tuple(fields)):
         seen: dict = {}
         for event in events:
             value = event.get(name)
@@ -255,7 +264,7 @@ def audit_record(user: str, events: list, counts: dict, snapshot: dict | None) -
         returning = (snapshot.get("flags") or {}).get("returning")
         groups["visitor"] = "returning" if returning else "new"
     kept = {name: n for name, n in sorted(counts.items()) if n and name.startswith(AUDIT_COUNTS)}
-    return {"user_id": user, "counts": kept, "groups": groups}
+    return {"user_id": user, "counts": kept, "groups": groups, "marketing": marketing}
 
 
 def advance(params: TimelineParams, state: dict, ready: list, now: int) -> Step:

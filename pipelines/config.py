@@ -33,7 +33,7 @@ from models import privacy
 from models import profile as prof
 from models.durations import parse_duration
 from models.patterns import PatternSpec
-from models.segments import SegmentError, SegmentSpec, compile_segments
+from models.segments import SegmentError, SegmentSpec, compile_segments, reads
 from models.timeline import TimelineParams
 
 
@@ -377,6 +377,36 @@ class RecommendationsConfig(_Section):
         return tuple(sorted(params.items()))
 
 
+class AuditConfig(_Section):
+    """The bias audit of ``microtarget report``: which groups, and when to flag one."""
+
+    attributes: list[str] = Field(
+        default_factory=list,
+        description="Event fields to audit by (each user's most frequent value), besides "
+        "device, country, region, price_band and new against returning.",
+    )
+    sensitive: list[str] = Field(
+        default_factory=lambda: ["country", "region"],
+        description="Fields that are only audited: no pattern or segment may read them.",
+    )
+    allow_sensitive_in_rules: bool = Field(
+        default=False, description="Let patterns and segments read the sensitive fields."
+    )
+    min_ratio: float = Field(
+        default=0.8,
+        gt=0,
+        le=1,
+        description="A group is flagged when its rate is below this share of the highest "
+        "group's (0.8: the four-fifths rule).",
+    )
+    max_equalized_odds_difference: float = Field(
+        default=0.1, gt=0, le=1, description="Flag purchase intent above this difference."
+    )
+    min_group: int = Field(
+        default=20, ge=1, description="Groups of fewer users are shown but never flagged."
+    )
+
+
 class Config(_Section):
     """The whole configuration."""
 
@@ -394,6 +424,7 @@ class Config(_Section):
     privacy: PrivacyConfig = PrivacyConfig()
     models: ModelsConfig = ModelsConfig()
     recommendations: RecommendationsConfig = RecommendationsConfig()
+    audit: AuditConfig = AuditConfig()
 
     segments: dict[str, SegmentSpec] = Field(
         default_factory=dict, description="Rule segments by name (or a YAML file of them)."
@@ -414,6 +445,28 @@ class Config(_Section):
             compile_segments(self.segments)
         except SegmentError as exc:
             raise ValueError(str(exc)) from None
+        return self
+
+    @model_validator(mode="after")
+    def _sensitive_only_audited(self):
+        if self.audit.allow_sensitive_in_rules:
+            return self
+        sensitive = set(self.audit.sensitive)
+        places = []
+        for name, pattern in self.patterns.items():
+            for place, stage in enumerate(pattern.stages):
+                places.append((f"patterns.{name}.stages[{place}].where", reads(stage.where)))
+            places.append((f"patterns.{name}.same", pattern.same))
+        for name, segment in self.segments.items():
+            places.append((f"segments.{name}.where", reads(segment.where)))
+        for where, fields in places:
+            for read in fields:
+                if read.rsplit(".", 1)[-1] in sensitive:
+                    raise ValueError(
+                        f"{where} reads {read!r}, which audit.sensitive lists: sensitive "
+                        "fields are only audited (audit.allow_sensitive_in_rules: true lets "
+                        "rules read them)"
+                    )
         return self
 
     @model_validator(mode="after")

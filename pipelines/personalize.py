@@ -99,7 +99,11 @@ def build(
         keyed = unique | "EachEvent" >> beam.FlatMap(each_event).with_output_types(tuple[str, dict])
         params = config.timeline_params()
         if audit:  # and the report's probes of purchase intent
-            params = dataclasses.replace(params, intent_probes=INTENT_PROBES)
+            params = dataclasses.replace(
+                params,
+                intent_probes=INTENT_PROBES,
+                audit_fields=tuple(config.audit.attributes),
+            )
         timeline = unique | "UserTimeline" >> UserTimeline(
             params, grouped=True, audit=audit, **timeline_args
         )

@@ -5,7 +5,7 @@ when done), recording per user what the run's counters sum (``runners.replay``
 ``record_dir``: ``models.timeline.audit_record``), the triggers, the segment
 changes and the models' summaries, in a temporary folder deleted when done.
 Only aggregates reach ``DIR``: ``report.json`` (every number behind every
-plot, under ``triggers``, ``segments``, ``models`` and ``served_intent``) and
+plot, under ``triggers``, ``segments``, ``models``, ``served_intent`` and ``bias``) and
 ``index.html``
 (``runners.report.page``: one static page, no script, opens offline).
 """
@@ -19,7 +19,7 @@ import time
 import uuid
 from pathlib import Path
 
-REPORT_LIBRARIES = ("statsmodels", "matplotlib", "numpy")
+REPORT_LIBRARIES = ("statsmodels", "matplotlib", "numpy", "fairlearn", "sklearn")
 
 
 def missing_libraries() -> list[str]:
@@ -50,6 +50,13 @@ def build(records: dict[str, list[dict]], config, summary: dict, files: list[str
         ),
         "models": sections.models(records["model_summaries"], records["model_drifts"]),
         "served_intent": sections.served_intent(records["probes"], records["intent_examples"]),
+        "bias": sections.bias(
+            records["audit"],
+            records["probes"],
+            records["intent_examples"],
+            list(config.segments),
+            config.audit,
+        ),
     }
     out["plots"] = {plot: key for plot, (key, _, _) in page.PLOTS.items()}
     return out

@@ -417,9 +417,9 @@ class _ReleaseAllFn(_Timeline):
         progress.add("items_released", len(items))
         steps = [step]
         # The report is analytics: a user whose latest consent refuses it has no record.
-        audited = self._audit and cons.allows(
-            self._params.consent, state["consent"], cons.ANALYTICS
-        )
+        consent = self._params.consent, state["consent"]
+        audited = self._audit and cons.allows(*consent, cons.ANALYTICS)
+        marketing = self._audit and cons.allows(*consent, cons.MARKETING)
         yield from self._outputs(step)
         expires = timeline.expires_at(self._params, state)  # only items move it
         while step.deadline is not None and step.deadline + self._lateness < expires:
@@ -438,7 +438,8 @@ class _ReleaseAllFn(_Timeline):
                 for name, n in done.counts.items():
                     counts[name] = counts.get(name, 0) + n
             snapshot = next((d.snapshot for d in reversed(steps) if d.snapshot), None)
-            record = timeline.audit_record(key, events, counts, snapshot)
+            fields = self._params.audit_fields
+            record = timeline.audit_record(key, events, counts, snapshot, fields, marketing)
             yield beam.pvalue.TaggedOutput(AUDIT, record)
 
 

@@ -202,6 +202,29 @@ def served_intent(served: dict) -> str:
     return _svg(figure)
 
 
+def bias_rates(bias: dict) -> str:
+    """The rate of users sent a trigger, per group of each attribute; flagged groups red."""
+    names = [a for a, e in bias["attributes"].items() if e["rates"]["trigger_rate"]["by_group"]]
+    figure = _figure(9, 2.4 * max((len(names) + 1) // 2, 1))
+    minimum = bias["settings"]["min_ratio"]
+    for place, attribute in enumerate(names):
+        rate = bias["attributes"][attribute]["rates"]["trigger_rate"]
+        groups = sorted(rate["by_group"])
+        axes = figure.add_subplot(max((len(names) + 1) // 2, 1), 2, place + 1)
+        top = max(rate["by_group"].values())
+        colours = [
+            "#cc0000" if top and rate["by_group"][g] < minimum * top else COLOURS["treatment"]
+            for g in groups
+        ]
+        axes.bar(groups, [100 * rate["by_group"][g] for g in groups], color=colours)
+        axes.axhline(100 * minimum * top, color="#999999", linestyle="--", linewidth=1)
+        axes.set_title(f"sent a trigger (%), by {attribute}", fontsize=10)
+        axes.tick_params(axis="x", labelsize=7, rotation=30)
+    if not names:
+        figure.add_subplot().text(0.5, 0.5, "no group attribute to audit", ha="center")
+    return _svg(figure)
+
+
 # The figures: id -> (the report.json key of its numbers, its title, how it is drawn).
 PLOTS = {
     "trigger_rates": ("triggers", "Conversion of triggered and held-out users", trigger_rates),
@@ -211,6 +234,7 @@ PLOTS = {
     "model_quality": ("models", "Model quality over event time (drifts in red)", model_quality),
     "calibration": ("models", "Calibration of the classifiers", calibration),
     "served_intent": ("served_intent", "Purchase intent as served", served_intent),
+    "bias_rates": ("bias", "Triggers by group (below the dashed line: flagged)", bias_rates),
 }
 
 STYLE = """
@@ -369,6 +393,45 @@ def render(report: dict, title: str) -> str:
         parts.append(_table(["scored at", "sessions", "buying", "ROC AUC", "95% interval"], rows))
     else:
         parts.append("<p>The purchase_intent model is not enabled: no scores to check.</p>")
+    bias = report["bias"]
+    parts.append("<h2>Bias audit</h2>")
+    settings = bias["settings"]
+    parts.append(
+        "<p class='note'>Per group of each attribute the users carry (Fairlearn's "
+        "MetricFrame): the share of users sent a trigger (of those who allow marketing), of "
+        "users in each segment, and the purchase-intent score at a session's first event. "
+        f"A rate below {100 * settings['min_ratio']:.0f}% of the highest group's is flagged "
+        f"(groups of fewer than {settings['min_group']} users are not). Sensitive fields "
+        f"({', '.join(settings['sensitive']) or 'none'}) are only audited: no rule may read "
+        "them.</p>"
+    )
+    if bias["not_audited"]:
+        missing = html.escape(", ".join(bias["not_audited"]))
+        parts.append(f"<p>Not audited, the events carry no value: {missing}.</p>")
+    if bias["attributes"]:
+        parts.append(figure("bias_rates"))
+        rows = []
+        for attribute, entry in bias["attributes"].items():
+            for metric, rate in entry["rates"].items():
+                rows.append(
+                    [attribute, metric, len(rate["by_group"]),
+                     rate.get("demographic_parity_ratio"),
+                     rate.get("demographic_parity_difference")]
+                )  # fmt: skip
+            intent = entry.get("intent") or {}
+            if "equalized_odds_difference" in intent:
+                rows.append(
+                    [attribute, "purchase_intent (equalized odds difference)",
+                     len(intent["by_group"]), None, intent["equalized_odds_difference"]]
+                )  # fmt: skip
+        header = ["attribute", "measure", "groups", "parity ratio", "difference"]
+        parts.append(_table(header, rows))
+        flags = bias["flags"]
+        parts.append(
+            "<ul>" + "".join(f"<li>{html.escape(f['sentence'])}</li>" for f in flags) + "</ul>"
+            if flags
+            else "<p>No group flagged.</p>"
+        )
     body = "\n".join(parts)
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"

@@ -181,3 +181,195 @@ def _offline_reference(examples: list[dict], cut: int) -> dict | None:
         "test_sessions": len(test[1]),
         "auc": round(stats.auc(scores, test[1]), 6),
     }
+
+
+GROUP_ORDER = ("device", "country", "region", "price_band", "visitor")
+
+
+def bias(
+    audit: list[dict],
+    probes: list[dict],
+    examples: list[dict],
+    segment_names: list[str],
+    settings,
+) -> dict:
+    """Per group attribute the users carry (``models.timeline.audit_record``), with
+    Fairlearn's ``MetricFrame``: the rate of users sent a trigger (of users who allow
+    marketing), each segment's membership rate, and the purchase-intent score served at
+    a session's first event (mean, ROC AUC); demographic parity ratio and difference of
+    each rate, equalized odds difference of intent (flagging as many sessions as bought).
+    ``settings``: ``pipelines.config.AuditConfig``. Groups of fewer than ``min_group``
+    users are shown but neither flagged nor counted in the ratios.
+    """
+    seen = {name for record in audit for name in record["groups"]}
+    attributes = [a for a in GROUP_ORDER if a in seen]
+    attributes += sorted(a for a in settings.attributes if a in seen and a not in attributes)
+    by_user = {record["user_id"]: record for record in audit}
+    outcome = {e["id"]: bool(e["y"]) for e in examples}
+    first = [
+        (p["user_id"], p["score"], outcome[p["probe"].rpartition(":")[0]])
+        for p in probes
+        if p["probe"].endswith(":1") and p["probe"].rpartition(":")[0] in outcome
+    ]
+    found = {"attributes": {}, "flags": [], "settings": settings.model_dump()}
+    missing = [a for a in GROUP_ORDER if a not in seen]
+    found["not_audited"] = missing  # the events and profiles carry no such value
+    for attribute in attributes:
+        rates = {}
+        consenting = [r for r in audit if r["marketing"] and attribute in r["groups"]]
+        rates["trigger_rate"] = _rates(
+            [r["groups"][attribute] for r in consenting],
+            [_sent(r["counts"]) for r in consenting],
+            settings.min_group,
+        )
+        grouped = [r for r in audit if attribute in r["groups"]]
+        for segment in segment_names:
+            rates[f"segment:{segment}"] = _rates(
+                [r["groups"][attribute] for r in grouped],
+                [bool(r["counts"].get(f"segment_entries.{segment}")) for r in grouped],
+                settings.min_group,
+            )
+        entry = {"rates": rates}
+        sessions = [
+            (by_user[user]["groups"][attribute], score, y)
+            for user, score, y in first
+            if user in by_user and attribute in by_user[user]["groups"]
+        ]
+        if sessions:
+            entry["intent"] = _intent(sessions, settings.min_group)
+        found["attributes"][attribute] = entry
+        for metric, rate in rates.items():
+            flag = _flag(attribute, metric, rate, settings)
+            if flag:
+                found["flags"].append(flag)
+        eod = (entry.get("intent") or {}).get("equalized_odds_difference")
+        if eod is not None and eod > settings.max_equalized_odds_difference:
+            found["flags"].append(
+                {
+                    "attribute": attribute,
+                    "metric": "purchase_intent",
+                    "value": eod,
+                    "sentence": (
+                        f"Purchase-intent scores by {attribute} miss or wrongly flag buyers at "
+                        f"rates that differ by {100 * eod:.0f} points between groups "
+                        f"(equalized odds difference, above "
+                        f"{100 * settings.max_equalized_odds_difference:.0f})."
+                    ),
+                }
+            )
+    return found
+
+
+def _sent(counts: dict) -> bool:
+    """Whether a user was sent (not held out of) any trigger."""
+    sent = sum(n for name, n in counts.items() if name.startswith("triggers."))
+    held = sum(n for name, n in counts.items() if name.startswith("triggers_holdout."))
+    return sent > held
+
+
+def _rates(groups: list, selected: list, min_group: int) -> dict:
+    from fairlearn.metrics import (
+        MetricFrame,
+        count,
+        demographic_parity_difference,
+        demographic_parity_ratio,
+        selection_rate,
+    )
+
+    if not groups:
+        return {"by_group": {}, "users": {}}
+    frame = MetricFrame(
+        metrics={"rate": selection_rate, "users": count},
+        y_true=selected,
+        y_pred=selected,
+        sensitive_features=groups,
+    )
+    table = frame.by_group
+    users = {str(g): int(n) for g, n in table["users"].items()}
+    out = {
+        "by_group": {str(g): round(float(r), 6) for g, r in table["rate"].items()},
+        "users": users,
+    }
+    kept = [i for i, g in enumerate(groups) if users[str(g)] >= min_group]
+    if len({groups[i] for i in kept}) >= 2:
+        picked = [selected[i] for i in kept]
+        features = [groups[i] for i in kept]
+        out["demographic_parity_ratio"] = round(
+            float(demographic_parity_ratio(picked, picked, sensitive_features=features)), 6
+        )
+        out["demographic_parity_difference"] = round(
+            float(demographic_parity_difference(picked, picked, sensitive_features=features)), 6
+        )
+    return out
+
+
+def _flag(attribute: str, metric: str, rate: dict, settings) -> dict | None:
+    ratio = rate.get("demographic_parity_ratio")
+    min_ratio = settings.min_ratio
+    if ratio is None or ratio >= min_ratio:
+        return None
+    eligible = {g: r for g, r in rate["by_group"].items() if rate["users"][g] >= settings.min_group}
+    low = min(eligible, key=lambda g: (eligible[g], g))
+    high = max(eligible, key=lambda g: (eligible[g], g))
+    what = "sent triggers" if metric == "trigger_rate" else f"in {metric.split(':', 1)[1]}"
+    share = eligible[low] / eligible[high] if eligible[high] else 0.0
+    return {
+        "attribute": attribute,
+        "metric": metric,
+        "value": ratio,
+        "sentence": (
+            f"Users with {attribute} {low} were {what} at {100 * share:.0f}% of the rate of "
+            f"users with {attribute} {high} ({100 * eligible[low]:.1f}% of "
+            f"{rate['users'][low]:,} against {100 * eligible[high]:.1f}% of "
+            f"{rate['users'][high]:,}), below the {100 * min_ratio:.0f}% rule of thumb."
+        ),
+    }
+
+
+def _intent(sessions: list[tuple], min_group: int) -> dict:
+    import numpy as np
+    from fairlearn.metrics import MetricFrame, count, equalized_odds_difference
+
+    groups = [g for g, _, _ in sessions]
+    scores = np.array([s for _, s, _ in sessions], dtype=float)
+    bought = np.array([y for _, _, y in sessions], dtype=bool)
+
+    def mean_score(_y_true, y_pred):
+        return float(np.mean(y_pred))
+
+    def roc_auc(y_true, y_pred):
+        value = stats.auc(y_pred, y_true)
+        return float("nan") if value is None else value
+
+    frame = MetricFrame(
+        metrics={"mean_score": mean_score, "roc_auc": roc_auc, "sessions": count},
+        y_true=bought,
+        y_pred=scores,
+        sensitive_features=groups,
+    )
+    table = frame.by_group
+    out = {
+        "by_group": {
+            str(g): {
+                "sessions": int(row["sessions"]),
+                "mean_score": round(float(row["mean_score"]), 6),
+                "roc_auc": None if np.isnan(row["roc_auc"]) else round(float(row["roc_auc"]), 6),
+            }
+            for g, row in table.iterrows()
+        }
+    }
+    # Flag as many sessions as bought: the threshold is the score at that quantile.
+    threshold = float(np.quantile(scores, 1 - bought.mean())) if bought.any() else 1.0
+    out["threshold"] = round(threshold, 6)
+    kept = [i for i, g in enumerate(groups) if out["by_group"][str(g)]["sessions"] >= min_group]
+    if len({groups[i] for i in kept}) >= 2 and bought[kept].any() and not bought[kept].all():
+        flagged = scores[kept] >= threshold
+        out["equalized_odds_difference"] = round(
+            float(
+                equalized_odds_difference(
+                    bought[kept], flagged, sensitive_features=[groups[i] for i in kept]
+                )
+            ),
+            6,
+        )
+    return out

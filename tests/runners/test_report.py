@@ -88,6 +88,12 @@ def test_the_report_s_a_b_tests_and_segments_agree_with_a_replay_s_redis(
     assert sorted(served["by_event"]) == ["1", "3", "5"]
     assert all(f["n"] <= served["test_sessions"] for f in served["by_event"].values())
     assert 0.5 < served["by_event"]["1"]["auc"] <= 1 and served["reference"]["auc"] > 0.5
+    bias = found["bias"]
+    assert {"device", "country", "region", "visitor"} <= set(bias["attributes"])
+    device = bias["attributes"]["device"]
+    assert sum(device["rates"]["trigger_rate"]["users"].values()) <= found["audited_users"]
+    assert set(device["rates"]) == {"trigger_rate"} | {f"segment:{s}" for s in config.segments}
+    assert all(f["sentence"] for f in bias["flags"])
 
     # The page: one static file, a figure with an SVG for each plot, no script.
     page = (out / "index.html").read_text()

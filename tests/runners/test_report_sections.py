@@ -1,0 +1,79 @@
+"""The report's sections on records whose answers are known."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipelines.config import AuditConfig
+from runners.report import sections
+
+
+def _user(n: int, device: str, sent: bool, marketing: bool = True, segment: bool = False):
+    counts = {"triggers.p": 2} if sent else {}
+    if segment:
+        counts["segment_entries.s"] = 1
+    return {
+        "user_id": f"u{n}",
+        "counts": counts,
+        "groups": {"device": device, "visitor": "new"},
+        "marketing": marketing,
+    }
+
+
+def test_the_bias_audit_flags_a_group_below_four_fifths_of_the_best_and_ignores_tiny_ones():
+    audit = [_user(n, "mobile", n % 2 == 0, segment=True) for n in range(100)]
+    audit += [_user(100 + n, "desktop", n % 10 != 0, segment=True) for n in range(100)]
+    audit += [_user(200 + n, "tablet", False) for n in range(5)]  # too few to judge
+    audit += [_user(300 + n, "mobile", False, marketing=False) for n in range(50)]
+    found = sections.bias(audit, [], [], ["s"], AuditConfig())
+    rate = found["attributes"]["device"]["rates"]["trigger_rate"]
+    # Of the users who allow marketing only: 50 of 100 mobile, 90 of 100 desktop, 0 of 5.
+    assert rate["by_group"] == {"desktop": 0.9, "mobile": 0.5, "tablet": 0.0}
+    assert rate["users"] == {"desktop": 100, "mobile": 100, "tablet": 5}
+    assert rate["demographic_parity_ratio"] == pytest.approx(0.5 / 0.9, abs=1e-6)
+    assert rate["demographic_parity_difference"] == pytest.approx(0.4)
+    flagged = [f for f in found["flags"] if f["metric"] == "trigger_rate"]
+    assert len(flagged) == 1 and flagged[0]["attribute"] == "device"
+    assert (
+        "device mobile were sent triggers at 56% of the rate of users with device desktop"
+        in (flagged[0]["sentence"])
+    )
+    # Segment membership counts every user; mobile 100 of 150, desktop 100 of 100.
+    member = found["attributes"]["device"]["rates"]["segment:s"]
+    assert member["by_group"]["mobile"] == pytest.approx(100 / 150)
+    # One group only: nothing to compare, nothing flagged.
+    assert "demographic_parity_ratio" not in found["attributes"]["visitor"]["rates"]["trigger_rate"]
+    assert found["not_audited"] == ["country", "region", "price_band"]
+
+
+def test_equalized_odds_of_purchase_intent_by_group():
+    audit = [_user(n, "mobile" if n < 50 else "desktop", False) for n in range(100)]
+    probes, examples = [], []
+    for n in range(100):
+        bought = n % 2 == 0
+        # Mobile scores rank buyers well, desktop scores are noise around the threshold.
+        score = (0.9 if bought else 0.1) if n < 50 else (0.6 if n % 4 < 2 else 0.4)
+        probes.append({"user_id": f"u{n}", "probe": f"u{n}:{n}:1", "score": score})
+        examples.append({"id": f"u{n}:{n}", "y": bought})
+    intent = sections.bias(audit, probes, examples, [], AuditConfig())["attributes"]["device"][
+        "intent"
+    ]
+    assert intent["by_group"]["mobile"]["roc_auc"] == 1.0
+    assert intent["by_group"]["desktop"]["roc_auc"] == 0.5
+    assert intent["equalized_odds_difference"] > 0.1
+
+
+def test_a_rule_that_reads_a_sensitive_field_fails_at_start_naming_it():
+    from pipelines.config import ConfigError, parse_config
+
+    pattern = {"stages": [{"name": "a", "where": {"country": "DE"}}]}
+    with pytest.raises(ConfigError, match=r"patterns\.de\.stages\[0\]\.where reads 'country'"):
+        parse_config({"patterns": {"de": pattern}})
+    views = {"stages": [{"name": "a", "where": {"event_type": "product_view"}}]}
+    with pytest.raises(ConfigError, match=r"patterns\.de\.same reads 'region'"):
+        parse_config({"patterns": {"de": {**views, "same": ["region"]}}})
+    allowed = {"audit": {"allow_sensitive_in_rules": True}, "patterns": {"de": pattern}}
+    assert list(parse_config(allowed).patterns) == ["de"]
+    # Device is audited, not sensitive by default: rules may read it.
+    device = {"stages": [{"name": "a", "where": {"device": {"ne": "mobile"}}}]}
+    assert list(parse_config({"patterns": {"desk": device}}).patterns) == ["desk"]
