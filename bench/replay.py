@@ -21,6 +21,10 @@ side in one round, with their spread (lowest, highest):
   recommendations model, so ``recommendations_share`` (1 - its time / the
   full time) is what the recommendations cost; ``full`` runs also report
   what the recommender holds at the end and its HR and MRR (``recommender``);
+* ``report`` (only with ``--only``): ``microtarget report`` of the file with
+  the full config (its replay with the records, the numbers, the page), so
+  ``full_over_report`` (the replay's time over the report's) is what the
+  report costs beyond a replay: above 0.5 means less than twice its time;
 * ``full_no_similar`` (only with ``--only``): the full config without the
   products' similar items (``recommendations.similar_items: false``), so
   ``full_over_no_similar`` is what writing them costs;
@@ -157,6 +161,36 @@ def _pipeline(
     if sizes is not None:
         out["recommender"] = sizes
     return out
+
+
+def _report(path: str) -> dict:
+    """``microtarget report`` of the file with the full config: its replay with the
+    records, the numbers and the page, timed whole (libraries imported before)."""
+    import argparse as _argparse
+
+    from pipelines.config import load_config
+    from pipelines.keys import KeySource
+    from runners import report_cmd
+    from runners.local.redis_server import RedisServer
+    from runners.report import page, sections  # noqa: F401 (imported outside the timing)
+
+    for name in report_cmd.REPORT_LIBRARIES:
+        __import__(name)
+    config = load_config(ROOT / "examples" / "config.yaml")
+    with tempfile.TemporaryDirectory() as tmp, RedisServer(data_dir=Path(tmp) / "redis") as server:
+        args = _argparse.Namespace(
+            files=[path],
+            out=str(Path(tmp) / "report"),
+            dead_letters=str(Path(tmp) / "dead-letters"),
+            quiet=True,
+            beam_args=[],
+        )
+        started = time.perf_counter()
+        code = report_cmd.run(args, server.url, config, KeySource("dev"))
+        wall = time.perf_counter() - started
+    if code:
+        raise SystemExit(f"report failed: {code}")
+    return {"wall_seconds": wall}
 
 
 def _protect(path: str) -> dict:
@@ -299,6 +333,7 @@ def _child(variant: str, path: str) -> None:
         "full_no_recs": lambda p: _pipeline(p, full=True, recommendations=False),
         "full_no_similar": lambda p: _pipeline(p, full=True, similar_items=False),
         "protect": _protect,
+        "report": _report,
         "prism:baseline": lambda p: _baseline(p, "prism"),
         "prism:pipeline": lambda p: _pipeline(p, runner="prism"),
         "prism:patterns": lambda p: _pipeline(p, patterns=True, runner="prism"),
@@ -395,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
             runs["stream:direct"] = []
         if args.only:
             wanted = args.only.split(",")
-            extra = ("full_no_recs", "full_no_similar")
+            extra = ("full_no_recs", "full_no_similar", "report")
             unknown = [v for v in wanted if v not in runs and v not in extra]
             if unknown:
                 parser.error(f"--only: unknown variant(s) {unknown} (known: {', '.join(runs)})")
@@ -448,6 +483,11 @@ def main(argv: list[str] | None = None) -> int:
             # full rate / full_no_similar rate, side by side: what the similar items cost.
             result["full_over_no_similar"], result["full_over_no_similar_spread"] = side_by_side(
                 "full", "full_no_similar"
+            )
+        if "full" in runs and "report" in runs:
+            # full time / report time, side by side: the report's cost over a replay of it.
+            result["full_over_report"], result["full_over_report_spread"] = side_by_side(
+                "report", "full"
             )
         if "full" in runs and runs["full"][-1].get("recommender"):
             result["recommender"] = runs["full"][-1]["recommender"]

@@ -892,8 +892,15 @@ def parser() -> argparse.ArgumentParser:
         "summaries.",
         epilog="Beam pipeline flags go after a bare `--`.",
     )
-    report.add_argument("files", nargs="+", help="Avro or JSON lines files; globs allowed")
+    report.add_argument("files", nargs="*", help="Avro or JSON lines files; globs allowed")
     report.add_argument("--out", required=True, help="folder for index.html and report.json")
+    report.add_argument(
+        "--from-redis",
+        metavar="NS",
+        default=None,
+        help="no replay: what namespace NS holds (segment sizes over time, the models); "
+        "the A/B tests, served intent and bias audit need FILES",
+    )
     report.add_argument(
         "--redis",
         default=None,

@@ -62,11 +62,74 @@ def build(records: dict[str, list[dict]], config, summary: dict, files: list[str
     return out
 
 
+# What a namespace in Redis cannot give: the run's counters and per-user records.
+NOT_IN_REDIS = {
+    "triggers": "The conversions of triggered and held-out users are counted in a replay, "
+    "not kept in Redis: run `microtarget report FILES` on the recorded events.",
+    "served_intent": "The scores served at each event of a session are not kept in Redis "
+    "(only each user's latest): run `microtarget report FILES`.",
+    "bias": "Per-user groups and counts are not kept in Redis: run `microtarget report FILES`.",
+}
+
+
+def from_redis(client, namespace: str, config) -> dict:
+    """``report.json``'s content from what a namespace holds: the segment changes on its
+    topic (sizes over time, no lift), the models' summaries and drifts; the sections
+    that need a replay's records say so (``unavailable``)."""
+    from runners.report import page, sections
+    from transforms.redis_sink import key
+
+    changes = []
+    stream = key(namespace, "topic", "segments")
+    for _, fields in client.xrange(stream):
+        change = json.loads(fields[b"change_json"])
+        changes.append(
+            {
+                "segment": fields[b"segment"].decode(),
+                "change": fields[b"change"].decode(),
+                "event_time": change["event_time"],
+            }
+        )
+    summaries = []
+    for name in sorted(client.scan_iter(match=key(namespace, "model", "*"), count=1000)):
+        raw = client.hget(name, "summary")
+        if raw:
+            summaries.append(json.loads(raw))
+    drifts = [
+        {"model": f[b"model"].decode(), "version": int(f[b"version"]), "at": int(f[b"at"])}
+        for _, f in client.xrange(key(namespace, "topic", "models"))
+    ]
+    trimmed = len(changes) >= 0.9 * config.triggers.stream_maxlen
+    out = {
+        "about": (
+            f"namespace {namespace!r} in Redis: {len(changes):,} segment changes"
+            + (
+                " (the stream may have been trimmed: the oldest changes can be missing)"
+                if trimmed
+                else ""
+            )
+            + f", {len(summaries)} model summaries."
+        ),  # fmt: skip
+        "source": "redis",
+        "triggers": {},
+        "segments": sections.segments(
+            changes, [], {name: spec.min_size for name, spec in config.segments.items()}
+        ),
+        "models": sections.models(summaries, drifts),
+        "served_intent": {"sessions": 0, "by_event": {}, "reference": None},
+        "bias": {"attributes": {}, "flags": [], "not_audited": [], "settings": {}},
+        "unavailable": dict(NOT_IN_REDIS),
+    }
+    out["plots"] = {
+        plot: key_ for plot, (key_, _, _) in page.PLOTS.items() if key_ not in NOT_IN_REDIS
+    }
+    return out
+
+
 def run(args, redis_url: str, config, key_source) -> int:
     import redis
 
     from runners import replay
-    from runners.report import page
     from transforms.redis_sink import delete_namespace
 
     missing = missing_libraries()
@@ -77,9 +140,22 @@ def run(args, redis_url: str, config, key_source) -> int:
             file=sys.stderr,
         )
         return 2
+    started = time.perf_counter()
+    if args.from_redis and args.files:
+        print("error: report takes FILES or --from-redis NS, not both", file=sys.stderr)
+        return 2
+    if args.from_redis:
+        client = redis.Redis.from_url(redis_url)
+        try:
+            found = from_redis(client, args.from_redis, config)
+        finally:
+            client.close()
+        return _write(args, found, started)
+    if not args.files:
+        print("error: report needs FILES to replay, or --from-redis NS", file=sys.stderr)
+        return 2
     namespace = f"report-{uuid.uuid4().hex[:12]}"
     client = redis.Redis.from_url(redis_url)
-    started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="microtarget-report-") as record_dir:
         request = replay.ReplayRequest(
             inputs=args.files,
@@ -101,13 +177,18 @@ def run(args, redis_url: str, config, key_source) -> int:
             delete_namespace(client, namespace)
             client.close()
         records = {name: replay.read_records(record_dir, name) for name in replay.RECORDS}
-    found = build(records, config, summary, args.files)
+    return _write(args, build(records, config, summary, args.files), started)
+
+
+def _write(args, found: dict, started: float) -> int:
+    from runners.report import page
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(found, indent=2, sort_keys=True) + "\n")
     (out / "index.html").write_text(page.render(found, "microtarget report"))
     seconds = time.perf_counter() - started
-    print(f"report of {found['events']:,} events in {seconds:.1f} s: {out / 'index.html'}")
+    print(f"report in {seconds:.1f} s: {out / 'index.html'} ({found['about']})")
     for name, test in found["triggers"].items():
         print(f"  {name}: {test['by_user']['sentence']}")
     return 0

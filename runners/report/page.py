@@ -260,6 +260,48 @@ def _percent(rate) -> str:
     return "-" if rate is None else f"{100 * rate:.1f}%"
 
 
+def _bias_section(bias: dict, figure) -> list[str]:
+    parts: list[str] = []
+    settings = bias["settings"]
+    parts.append(
+        "<p class='note'>Per group of each attribute the users carry (Fairlearn's "
+        "MetricFrame): the share of users sent a trigger (of those who allow marketing), of "
+        "users in each segment, and the purchase-intent score at a session's first event. "
+        f"A rate below {100 * settings['min_ratio']:.0f}% of the highest group's is flagged "
+        f"(groups of fewer than {settings['min_group']} users are not). Sensitive fields "
+        f"({', '.join(settings['sensitive']) or 'none'}) are only audited: no rule may read "
+        "them.</p>"
+    )
+    if bias["not_audited"]:
+        missing = html.escape(", ".join(bias["not_audited"]))
+        parts.append(f"<p>Not audited, the events carry no value: {missing}.</p>")
+    if bias["attributes"]:
+        parts.append(figure("bias_rates"))
+        rows = []
+        for attribute, entry in bias["attributes"].items():
+            for metric, rate in entry["rates"].items():
+                rows.append(
+                    [attribute, metric, len(rate["by_group"]),
+                     rate.get("demographic_parity_ratio"),
+                     rate.get("demographic_parity_difference")]
+                )  # fmt: skip
+            intent = entry.get("intent") or {}
+            if "equalized_odds_difference" in intent:
+                rows.append(
+                    [attribute, "purchase_intent (equalized odds difference)",
+                     len(intent["by_group"]), None, intent["equalized_odds_difference"]]
+                )  # fmt: skip
+        header = ["attribute", "measure", "groups", "parity ratio", "difference"]
+        parts.append(_table(header, rows))
+        flags = bias["flags"]
+        parts.append(
+            "<ul>" + "".join(f"<li>{html.escape(f['sentence'])}</li>" for f in flags) + "</ul>"
+            if flags
+            else "<p>No group flagged.</p>"
+        )
+    return parts
+
+
 def render(report: dict, title: str) -> str:
     """The page for a report's numbers (``report.json``)."""
     parts = [f"<h1>{html.escape(title)}</h1>"]
@@ -272,6 +314,14 @@ def render(report: dict, title: str) -> str:
             f"{draw(report[key])}</figure>"
         )
 
+    unavailable = report.get("unavailable") or {}
+
+    def missing(section: str) -> bool:
+        if section in unavailable:
+            parts.append(f"<p>{html.escape(unavailable[section])}</p>")
+            return True
+        return False
+
     triggers = report["triggers"]
     parts.append("<h2>Triggers as A/B tests</h2>")
     parts.append(
@@ -279,7 +329,9 @@ def render(report: dict, title: str) -> str:
         "good, so all of a user's triggers of a pattern are in one group. A user converted "
         "when a purchase followed one of them within the attribution window.</p>"
     )
-    if triggers:
+    if missing("triggers"):
+        pass
+    elif triggers:
         parts.append(figure("trigger_rates"))
         parts.append(figure("trigger_differences"))
         rows = []
@@ -369,7 +421,9 @@ def render(report: dict, title: str) -> str:
         parts.append("<p>No models enabled in the config.</p>")
     served = report["served_intent"]
     parts.append("<h2>Purchase intent as served</h2>")
-    if served["by_event"]:
+    if missing("served_intent"):
+        pass
+    elif served["by_event"]:
         parts.append(
             "<p class='note'>The score the purchase_intent model gave the session at its k-th "
             "event (before any purchase in it; the model had learned only from sessions closed "
@@ -393,45 +447,9 @@ def render(report: dict, title: str) -> str:
         parts.append(_table(["scored at", "sessions", "buying", "ROC AUC", "95% interval"], rows))
     else:
         parts.append("<p>The purchase_intent model is not enabled: no scores to check.</p>")
-    bias = report["bias"]
     parts.append("<h2>Bias audit</h2>")
-    settings = bias["settings"]
-    parts.append(
-        "<p class='note'>Per group of each attribute the users carry (Fairlearn's "
-        "MetricFrame): the share of users sent a trigger (of those who allow marketing), of "
-        "users in each segment, and the purchase-intent score at a session's first event. "
-        f"A rate below {100 * settings['min_ratio']:.0f}% of the highest group's is flagged "
-        f"(groups of fewer than {settings['min_group']} users are not). Sensitive fields "
-        f"({', '.join(settings['sensitive']) or 'none'}) are only audited: no rule may read "
-        "them.</p>"
-    )
-    if bias["not_audited"]:
-        missing = html.escape(", ".join(bias["not_audited"]))
-        parts.append(f"<p>Not audited, the events carry no value: {missing}.</p>")
-    if bias["attributes"]:
-        parts.append(figure("bias_rates"))
-        rows = []
-        for attribute, entry in bias["attributes"].items():
-            for metric, rate in entry["rates"].items():
-                rows.append(
-                    [attribute, metric, len(rate["by_group"]),
-                     rate.get("demographic_parity_ratio"),
-                     rate.get("demographic_parity_difference")]
-                )  # fmt: skip
-            intent = entry.get("intent") or {}
-            if "equalized_odds_difference" in intent:
-                rows.append(
-                    [attribute, "purchase_intent (equalized odds difference)",
-                     len(intent["by_group"]), None, intent["equalized_odds_difference"]]
-                )  # fmt: skip
-        header = ["attribute", "measure", "groups", "parity ratio", "difference"]
-        parts.append(_table(header, rows))
-        flags = bias["flags"]
-        parts.append(
-            "<ul>" + "".join(f"<li>{html.escape(f['sentence'])}</li>" for f in flags) + "</ul>"
-            if flags
-            else "<p>No group flagged.</p>"
-        )
+    if not missing("bias"):
+        parts.extend(_bias_section(report["bias"], figure))
     body = "\n".join(parts)
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"

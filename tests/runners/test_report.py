@@ -95,6 +95,23 @@ def test_the_report_s_a_b_tests_and_segments_agree_with_a_replay_s_redis(
     assert set(device["rates"]) == {"trigger_rate"} | {f"segment:{s}" for s in config.segments}
     assert all(f["sentence"] for f in bias["flags"])
 
+    # From the namespace alone: the same segment sizes over time and models; the rest
+    # needs a replay, and the page says so.
+    from_redis = tmp_path / "from-redis"
+    assert cli.main(
+        ["report", "--from-redis", namespace, "--config", str(CONFIG), "--out", str(from_redis)]
+        + ["--redis", redis_url, "--quiet"]
+    ) == 0  # fmt: skip
+    kept = json.loads((from_redis / "report.json").read_text())
+    assert kept["models"] == found["models"]
+    assert {n: s["series"] for n, s in kept["segments"].items()} == {
+        n: s["series"] for n, s in found["segments"].items()
+    }
+    assert set(kept["unavailable"]) == {"triggers", "served_intent", "bias"}
+    shown = (from_redis / "index.html").read_text()
+    assert sorted(re.findall(r"<figure data-plot='(\w+)'>", shown)) == sorted(kept["plots"])
+    assert "run `microtarget report FILES`" in shown
+
     # The page: one static file, a figure with an SVG for each plot, no script.
     page = (out / "index.html").read_text()
     plots = re.findall(r"<figure data-plot='(\w+)'>.*?<svg", page, flags=re.S)
