@@ -20,10 +20,16 @@ prism: $(STAMP)
 TLS_REDIS := /usr/bin/redis-check-rdb
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT       := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get -y -q --no-install-recommends
+# Debian's Chromium is the headless browser the report's page test opens (Playwright
+# drives it; it downloads no browser of its own).
+CHROMIUM  := /usr/bin/chromium
 system-deps:
 	@test -x $(TLS_REDIS) || $(APT) install redis-tools >/dev/null \
 	    || ($(SUDO) apt-get update -q >/dev/null && $(APT) install redis-tools >/dev/null)
 	@test -x $(TLS_REDIS)
+	@test -x $(CHROMIUM) || $(APT) install chromium >/dev/null \
+	    || ($(SUDO) apt-get update -q >/dev/null && $(APT) install chromium >/dev/null)
+	@test -x $(CHROMIUM)
 
 # The Java programs (Kafka broker, Beam's Flink job server, a standalone Flink cluster):
 # jars copied with mvn from runners/local/jvm/*/pom.xml into build/jvm (quick once cached).

@@ -65,7 +65,7 @@ def trigger_rates(triggers: dict) -> str:
     axes.invert_yaxis()
     axes.set_xlabel("users who converted after a trigger (%), 95% Wilson interval")
     if names:
-        axes.legend(loc="lower right")
+        axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     return _svg(figure)
 
 
