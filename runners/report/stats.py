@@ -90,7 +90,11 @@ def ab_test(
         missing = "treatment" if not n_treatment else "control (held out)"
         out.update(difference=None, difference_ci95=None, lift=None, lift_ci95=None)
         out.update(mde=None, significant=False, underpowered=True)
-        out["sentence"] = f"No test: no {missing} group."
+        out["sentence"] = (
+            "No test: nobody was sent or held out of it."
+            if not n_treatment and not n_control
+            else f"No test: no {missing} group."
+        )
         return out
     difference = treatment["rate"] - control["rate"]
     low, high = confint_proportions_2indep(

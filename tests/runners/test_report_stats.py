@@ -30,6 +30,7 @@ def test_no_control_group_is_no_test():
     found = stats.ab_test(10, 100, 0, 0)
     assert found["sentence"] == "No test: no control (held out) group."
     assert found["difference"] is None and found["control"]["rate"] is None
+    assert stats.ab_test(0, 0, 0, 0)["sentence"] == "No test: nobody was sent or held out of it."
 
 
 def test_a_zero_rate_has_an_interval_but_no_lift():
