@@ -180,6 +180,7 @@ def _report(path: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp, RedisServer(data_dir=Path(tmp) / "redis") as server:
         args = _argparse.Namespace(
             files=[path],
+            from_redis=None,
             out=str(Path(tmp) / "report"),
             dead_letters=str(Path(tmp) / "dead-letters"),
             quiet=True,
