@@ -58,6 +58,7 @@ def new_session(event: dict, profile_snapshot: dict) -> dict:
         "repeat_views": 0,
         "dwell_ms": 0,
         "max_scroll": 0.0,
+        "prefixes": [],  # (k, feature values as of the k-th event), kept by models.timeline
         "user": {
             "u_sessions": float(profile_snapshot.get("sessions") or 0),
             "u_purchases": float(rfm.get("frequency") or 0),

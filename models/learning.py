@@ -46,12 +46,17 @@ from models import recommend
 from models.features import FEATURE_NAMES, views_so_far
 
 EXAMPLE = "example"
+# An example learned like one, but neither scored in the running metrics nor watched for
+# drift: a session as of its k-th event (``models.timeline``), while its whole is the
+# session's ``EXAMPLE``, so the metrics and the drift detector see one item per session.
+PREFIX = "prefix"
 REQUEST = "request"
+LEARNED = frozenset({EXAMPLE, PREFIX})
 FORGET = "forget"  # drop what a model holds of a user (only recommenders hold users)
 # A score asked for the report only (``models.timeline`` intent probes): given with
 # ``probe`` set, never stored.
 PROBE = "probe"
-_KIND_ORDER = {EXAMPLE: 0, REQUEST: 1, FORGET: 2, PROBE: 3}
+_KIND_ORDER = {EXAMPLE: 0, PREFIX: 1, REQUEST: 2, FORGET: 3, PROBE: 4}
 
 
 def order(item: dict) -> tuple:
@@ -80,6 +85,9 @@ class ModelSpec:
     name: str
     kind: str = "classifier"
     learning_rate: float = 0.05
+    # The classifiers' optimizer: ``adagrad`` (each weight's step shrinks with the
+    # gradients it has seen) or ``sgd`` (a constant step).
+    optimizer: str = "adagrad"
     l2: float = 0.0001
     clusters: int = 4
     drift_delta: float = 0.002
@@ -283,7 +291,10 @@ class OnlineClassifier:
             self._series_state()
 
     def _new_model(self):
-        optimizer = optim.SGD(self.spec.learning_rate)
+        if self.spec.optimizer == "sgd":
+            optimizer = optim.SGD(self.spec.learning_rate)
+        else:
+            optimizer = optim.AdaGrad(self.spec.learning_rate)
         return compose.Pipeline(
             preprocessing.StandardScaler(),
             linear_model.LogisticRegression(optimizer=optimizer, l2=self.spec.l2),
@@ -292,6 +303,10 @@ class OnlineClassifier:
     def predict(self, x: dict) -> float:
         """P(outcome) for ``x``; 0.5 before any learning; never changes the model."""
         return float(self.model.predict_proba_one(dict(x)).get(True, 0.5))
+
+    def learn_only(self, x: dict, y: bool) -> None:
+        """Learn ``(x, y)`` unscored (a ``PREFIX``): no metrics, no drift watch."""
+        self.model.learn_one(dict(x), bool(y))
 
     def learn(self, x: dict, y: bool, at: int) -> dict:
         """Predict ``x``, score the prediction, then learn ``(x, y)``; what was predicted."""
@@ -795,6 +810,8 @@ def _feed(model, items, last_clicks: frozenset = frozenset()) -> tuple[list[dict
                             **({} if model.spec.replicated else _shard_fields(model)),
                         }
                     )
+        elif kind == PREFIX:
+            model.learn_only(item["x"], item["y"])
         elif kind == FORGET:
             forget = getattr(model, "forget", None)
             if forget is not None:

@@ -125,6 +125,10 @@ class TimelineParams:
     # before any purchase in it: what a shop would be served there (``microtarget
     # report``: the served-score AUC). Empty, the default: no probes.
     intent_probes: tuple = ()
+    # Purchase intent also learns a session as of these of its events (before any
+    # purchase), labelled at its close: the model is asked at every event, so it learns
+    # from sessions cut where it is asked, not only from whole ones (``ModelsConfig``).
+    intent_prefixes: tuple = ()
     # Event fields the report's audit records group users by, besides AUDIT_EVENT_FIELDS.
     audit_fields: tuple = ()
 
@@ -405,6 +409,16 @@ def _follow(params: TimelineParams, state: dict, item: tuple, step: Step) -> Non
                 x,
                 ident=f"{user}:{start}:{current['events']}",
             )
+        if (
+            params.intent_prefixes
+            and not current["frozen"]
+            and current["events"] in params.intent_prefixes
+            and PURCHASE_INTENT in params.models
+        ):
+            # Learned when the session closes, with its outcome: the values only (the
+            # names are those of every session's features, in their order).
+            values = tuple(feat.session_features(current).values())
+            current["prefixes"].append((current["events"], values))
         product = payload.get("product_id")
         if RECOMMENDATIONS in params.models and product is not None:
             # A click for the recommender; a marked period (a data set's test part) with it.
@@ -427,8 +441,15 @@ def _follow(params: TimelineParams, state: dict, item: tuple, step: Step) -> Non
             continue  # cut differently (events kept out by consent): not learned
         bought = session["purchased"] or bool(payload.get("purchases"))
         if PURCHASE_INTENT in params.models:
-            x = feat.session_features(session)
-            _input(step, PURCHASE_INTENT, "example", user, ts, x, bought, f"{user}:{start}")
+            # The session as of its k-th events and whole (up to a purchase): one example
+            # each (a prefix as long as the whole is the whole's).
+            whole = feat.session_features(session)
+            for k, values in session.get("prefixes", ()):
+                if k < session["events"]:
+                    x = dict(zip(whole, values, strict=True))
+                    ident = f"{user}:{start}#{k}"
+                    _input(step, PURCHASE_INTENT, "prefix", user, ts, x, bought, ident)
+            _input(step, PURCHASE_INTENT, "example", user, ts, whole, bought, f"{user}:{start}")
     if CLUSTERS in params.models:
         x = feat.user_features(prof.View(params.profile, state["profile"]))
         _input(step, CLUSTERS, "example", user, ts, x, None, f"{user}:{start}")

@@ -224,8 +224,20 @@ class ModelsConfig(_Section):
     churn_horizon: Duration = Field(
         default=7 * 86_400_000, gt=0, description="No new session this long after one: churned."
     )
+    intent_prefixes: list[Annotated[int, Field(ge=1, le=10_000)]] = Field(
+        default_factory=lambda: [1, 3, 8],
+        max_length=32,
+        description="purchase_intent also learns each session as of these of its events "
+        "(before any purchase), with the session's outcome, as well as whole: it is asked at "
+        "every event, so it learns sessions cut where it is asked. Empty: whole sessions only.",
+    )
     clusters: int = Field(default=4, ge=2, le=50, description="Clusters of the clusters model.")
     learning_rate: float = Field(default=0.05, gt=0, le=1)
+    optimizer: Literal["adagrad", "sgd"] = Field(
+        default="adagrad",
+        description="The classifiers' optimizer: adagrad (each weight's step shrinks as its "
+        "gradients add up: steadier scores) or sgd (a constant step of learning_rate).",
+    )
     l2: float = Field(default=0.0001, ge=0)
     drift_delta: float = Field(default=0.002, gt=0, lt=1, description="ADWIN's delta.")
     allowed_lateness: Duration = Field(
@@ -261,6 +273,7 @@ class ModelsConfig(_Section):
                 name=name,
                 kind=kinds.get(name, "classifier"),
                 learning_rate=self.learning_rate,
+                optimizer=self.optimizer,
                 l2=self.l2,
                 clusters=self.clusters,
                 drift_delta=self.drift_delta,
@@ -536,6 +549,7 @@ class Config(_Section):
             consent_memory_ms=self.consent.memory,
             models=frozenset(self.models.enabled),
             churn_horizon_ms=self.models.churn_horizon,
+            intent_prefixes=tuple(sorted(set(self.models.intent_prefixes))),
             recommend_within_segments=bool(
                 "recommendations" in self.models.enabled
                 and self.recommendations.segment_weight

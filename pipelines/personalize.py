@@ -40,8 +40,10 @@ from transforms.timeline import UserTimeline
 from transforms.trending import TrendingItems
 
 
-def _is_intent_example(model_input: dict) -> bool:
-    return model_input["model"] == PURCHASE_INTENT and model_input["kind"] == "example"
+def _is_intent_input(model_input: dict) -> bool:
+    """Purchase intent's examples, and its probes' features (for the report)."""
+    kinds = ("example", "prefix", "probe")
+    return model_input["model"] == PURCHASE_INTENT and model_input["kind"] in kinds
 
 
 def _analytics_allowed(keyed) -> bool:
@@ -146,10 +148,11 @@ def build(
         "dead_letters": dead_letters,
         # One record per user (models.timeline.audit_record), only when asked (batch).
         "audit": timeline.audit if batch and audit else None,
-        # The scores of the intent probes (only with audit), and the sessions' outcomes.
+        # The scores of the intent probes (only with audit), and purchase intent's inputs:
+        # the sessions' outcomes and the probes' features.
         "probes": learned.probes,
-        "intent_examples": (
-            timeline.model_inputs | "IntentExamples" >> beam.Filter(_is_intent_example)
+        "intent_inputs": (
+            timeline.model_inputs | "IntentInputs" >> beam.Filter(_is_intent_input)
             if batch and audit
             else None
         ),

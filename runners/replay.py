@@ -107,7 +107,7 @@ RECORDS = (
     "model_summaries",
     "model_drifts",
     "probes",
-    "intent_examples",
+    "intent_inputs",
 )
 
 

@@ -49,11 +49,11 @@ def build(records: dict[str, list[dict]], config, summary: dict, files: list[str
             {name: spec.min_size for name, spec in config.segments.items()},
         ),
         "models": sections.models(records["model_summaries"], records["model_drifts"]),
-        "served_intent": sections.served_intent(records["probes"], records["intent_examples"]),
+        "served_intent": sections.served_intent(records["probes"], records["intent_inputs"]),
         "bias": sections.bias(
             records["audit"],
             records["probes"],
-            records["intent_examples"],
+            records["intent_inputs"],
             list(config.segments),
             config.audit,
         ),

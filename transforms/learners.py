@@ -228,7 +228,7 @@ class _LearnFn(beam.DoFn):
         # Examples learned once each: what a correction learns again is counted apart, and
         # of a replicated model's copies (each learns every example) only the first counts.
         if not self._specs[name].replicated or not shard:
-            examples = sum(1 for item in items[len(again) :] if item["kind"] == learning.EXAMPLE)
+            examples = sum(1 for item in items[len(again) :] if item["kind"] in learning.LEARNED)
             self._counts.inc(f"model_updates.{name}", examples)
         yield from _scores(self._counts, name, scores)
         for event in drifts:

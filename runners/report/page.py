@@ -191,9 +191,20 @@ def served_intent(served: dict) -> str:
             k, found["auc"], yerr=[[found["auc"] - low], [high - found["auc"]]], fmt="o",
             color=COLOURS["treatment"], capsize=3,
         )  # fmt: skip
+    offline = (served.get("reference_by_event") or {}).get("by_event", {})
+    marks = [(int(k), f["auc"]) for k, f in offline.items() if f.get("auc") is not None]
+    if marks:
+        axes.plot(
+            [k + 0.15 for k, _ in marks], [a for _, a in marks], "s", color="#cc0000",
+            label="offline reference at the same event",
+        )  # fmt: skip
     reference = served.get("reference")
     if reference:
-        axes.axhline(reference["auc"], color="#cc0000", linestyle="--", label="offline reference")
+        axes.axhline(
+            reference["auc"], color="#cc0000", linestyle="--", linewidth=1,
+            label="offline reference at close",
+        )  # fmt: skip
+    if marks or reference:
         axes.legend(fontsize=8)
     axes.axhline(0.5, color="#999999", linewidth=1, linestyle=":")
     axes.set_xticks([k for k, _ in points] or [1])
@@ -429,9 +440,11 @@ def render(report: dict, title: str) -> str:
             "event (before any purchase in it; the model had learned only from sessions closed "
             "by then), against whether the session went on to buy, on the last "
             f"{served['test_sessions']:,} of {served['sessions']:,} sessions by start. The "
-            "reference is a logistic regression trained offline on the earlier sessions' "
-            "features at close, scored on the same sessions at close: it sees every event "
-            "before the purchase, the served score only the first k.</p>"
+            "references are logistic regressions trained offline on the earlier sessions: "
+            "one on what the online model learned, scored on the same sessions at the same "
+            "event (the fair comparison); one on whole sessions, scored at close, where a "
+            "buying session stops at its purchase and another is whole, so its length "
+            "gives the answer away.</p>"
         )
         parts.append(figure("served_intent"))
         rows = [
@@ -439,11 +452,17 @@ def render(report: dict, title: str) -> str:
              "-" if not f.get("ci95") else "{:.3f} to {:.3f}".format(*f["ci95"])]
             for k, f in served["by_event"].items()
         ]  # fmt: skip
+        offline = (served.get("reference_by_event") or {}).get("by_event", {})
+        rows += [
+            [f"offline reference, event {k}", f["sessions_reaching"], None, f["auc"], "-"]
+            for k, f in offline.items()
+        ]
         if served["reference"]:
             reference = served["reference"]
             rows.append(
-                ["offline reference", reference["test_sessions"], None, reference["auc"], "-"]
-            )
+                ["offline reference, at close", reference["test_sessions"], None,
+                 reference["auc"], "-"]
+            )  # fmt: skip
         parts.append(_table(["scored at", "sessions", "buying", "ROC AUC", "95% interval"], rows))
     else:
         parts.append("<p>The purchase_intent model is not enabled: no scores to check.</p>")

@@ -125,22 +125,45 @@ def models(summaries: list[dict], drifts: list[dict]) -> dict:
     return found
 
 
-def served_intent(probes: list[dict], examples: list[dict], train_share: float = 0.7) -> dict:
+def _session_of(ident: str) -> tuple[str, int]:
+    """An intent example's id -> (its session's id, the session's start).
+
+    Whole sessions are ``USER:START``, their prefixes ``USER:START#K``
+    (``models.timeline``); user ids may hold ``:``.
+    """
+    head, _, tail = ident.rpartition(":")
+    start = tail.partition("#")[0]
+    return f"{head}:{start}", int(start)
+
+
+def outcomes(inputs: list[dict]) -> dict[str, bool]:
+    """Session id -> whether it bought, from the whole sessions' examples."""
+    return {e["id"]: bool(e["y"]) for e in inputs if e["kind"] == "example"}
+
+
+def served_intent(probes: list[dict], inputs: list[dict], train_share: float = 0.7) -> dict:
     """The purchase-intent scores as served at the k-th event of a session (before any
     purchase in it), against whether the session went on to buy: ROC AUC per k, with a
     bootstrap by user, on the sessions of the last ``1 - train_share`` of the run by
-    session start, next to a logistic regression trained offline (scikit-learn) on the
-    session features of the first ``train_share`` (at session close, as the online model
-    learns them) and scored on the same last sessions.
+    session start. Next to them, two references trained offline (scikit-learn's
+    logistic regression) on the sessions of the first ``train_share``: one on the
+    examples the online model learned (sessions as of their k-th events and whole),
+    scored on the same test sessions as of their k-th event (``reference_by_event``);
+    one on whole sessions only, scored at close (``reference``), where a buying
+    session is cut at its purchase and another is whole, so the lengths tell the label.
+
+    ``inputs``: the model inputs of purchase intent (``runners.replay`` records
+    ``intent_inputs``): examples, and the probes' features.
     """
-    outcome = {e["id"]: bool(e["y"]) for e in examples}
+    outcome = outcomes(inputs)
     if not outcome:
-        return {"sessions": 0, "by_event": {}, "reference": None}
-    starts = sorted((int(e["id"].rsplit(":", 1)[1]), e["id"]) for e in examples)
+        return {"sessions": 0, "by_event": {}, "reference": None, "reference_by_event": {}}
+    starts = sorted((_session_of(ident)[1], ident) for ident in outcome)
     cut = starts[int(len(starts) * train_share)][0] if len(starts) > 1 else starts[0][0]
     test = {ident for start, ident in starts if start >= cut}
     by_event = {}
-    for k in sorted({int(p["probe"].rsplit(":", 1)[1]) for p in probes}):
+    probe_ks = sorted({int(p["probe"].rsplit(":", 1)[1]) for p in probes})
+    for k in probe_ks:
         mine = []
         for probe in probes:
             session, _, event = probe["probe"].rpartition(":")
@@ -154,32 +177,71 @@ def served_intent(probes: list[dict], examples: list[dict], train_share: float =
         "test_sessions": len(test),
         "test_from": cut,
         "buying_share": round(sum(outcome.values()) / len(outcome), 6),
+        "learned_examples": sum(1 for e in inputs if e["kind"] in ("example", "prefix")),
         "by_event": by_event,
-        "reference": _offline_reference(examples, cut),
+        "reference_by_event": _reference_by_event(inputs, outcome, cut, probe_ks),
+        "reference": _offline_reference(inputs, outcome, cut),
     }
 
 
-def _offline_reference(examples: list[dict], cut: int) -> dict | None:
+def _logistic(train_x, train_y):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    names = sorted({name for e in examples for name in e["x"]})
-    train, test = ([], []), ([], [])
-    for example in examples:
-        part = train if int(example["id"].rsplit(":", 1)[1]) < cut else test
-        part[0].append([float(example["x"].get(name, 0.0)) for name in names])
-        part[1].append(bool(example["y"]))
-    if len(set(train[1])) < 2 or len(set(test[1])) < 2:
-        return None
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
-    model.fit(train[0], train[1])
-    scores = model.predict_proba(test[0])[:, 1]
+    return model.fit(train_x, train_y)
+
+
+def _rows(inputs: list[dict], names: list[str]) -> list[list[float]]:
+    return [[float(e["x"].get(name, 0.0)) for name in names] for e in inputs]
+
+
+def _reference_by_event(inputs: list[dict], outcome: dict, cut: int, ks: list[int]) -> dict:
+    examples = [e for e in inputs if e["kind"] in ("example", "prefix")]
+    train = [e for e in examples if _session_of(e["id"])[1] < cut]
+    if len({bool(e["y"]) for e in train}) < 2:
+        return {}
+    names = sorted({name for e in examples for name in e["x"]})
+    model = _logistic(_rows(train, names), [bool(e["y"]) for e in train])
+    found = {}
+    for k in ks:
+        probed = []
+        for e in inputs:
+            if e["kind"] != "probe":
+                continue
+            session, _, event = e["id"].rpartition(":")
+            if int(event) == k and session in outcome and _session_of(session)[1] >= cut:
+                probed.append(e)
+        value = None
+        if probed:
+            scores = model.predict_proba(_rows(probed, names))[:, 1]
+            value = stats.auc(scores, [outcome[e["id"].rpartition(":")[0]] for e in probed])
+        found[str(k)] = {
+            "auc": None if value is None else round(value, 6),
+            "sessions_reaching": len(probed),
+        }
+    return {
+        "model": "logistic regression (scikit-learn) on the examples the online model learned",
+        "train_examples": len(train),
+        "by_event": found,
+    }
+
+
+def _offline_reference(inputs: list[dict], outcome: dict, cut: int) -> dict | None:
+    whole = [e for e in inputs if e["id"] in outcome and e["kind"] == "example"]
+    names = sorted({name for e in whole for name in e["x"]})
+    train = [e for e in whole if _session_of(e["id"])[1] < cut]
+    test = [e for e in whole if _session_of(e["id"])[1] >= cut]
+    if len({bool(e["y"]) for e in train}) < 2 or len({bool(e["y"]) for e in test}) < 2:
+        return None
+    model = _logistic(_rows(train, names), [bool(e["y"]) for e in train])
+    scores = model.predict_proba(_rows(test, names))[:, 1]
     return {
         "model": "logistic regression (scikit-learn) on session features at close",
-        "train_sessions": len(train[1]),
-        "test_sessions": len(test[1]),
-        "auc": round(stats.auc(scores, test[1]), 6),
+        "train_sessions": len(train),
+        "test_sessions": len(test),
+        "auc": round(stats.auc(scores, [bool(e["y"]) for e in test]), 6),
     }
 
 
@@ -205,7 +267,7 @@ def bias(
     attributes = [a for a in GROUP_ORDER if a in seen]
     attributes += sorted(a for a in settings.attributes if a in seen and a not in attributes)
     by_user = {record["user_id"]: record for record in audit}
-    outcome = {e["id"]: bool(e["y"]) for e in examples}
+    outcome = outcomes(examples)
     first = [
         (p["user_id"], p["score"], outcome[p["probe"].rpartition(":")[0]])
         for p in probes

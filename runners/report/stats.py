@@ -214,22 +214,18 @@ def bootstrap_ratio(
 
 
 def auc(scores, labels) -> float | None:
-    """ROC AUC by the rank-sum (Mann-Whitney) statistic, ties counted half; None without
-    both labels.
+    """scikit-learn's ROC AUC (ties counted half); None without both labels.
 
     >>> auc([0.9, 0.1, 0.4, 0.6], [True, False, True, False])
     0.75
     """
     import numpy as np
-    from scipy.stats import rankdata
+    from sklearn.metrics import roc_auc_score
 
     labels = np.asarray(labels, dtype=bool)
-    positives = int(labels.sum())
-    negatives = labels.size - positives
-    if not positives or not negatives:
+    if labels.all() or not labels.any():
         return None
-    ranks = rankdata(np.asarray(scores, dtype=float))
-    return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+    return float(roc_auc_score(labels, np.asarray(scores, dtype=float)))
 
 
 def bootstrap_auc(scores, labels, groups, reps: int = 200, seed: int = 0, alpha=ALPHA) -> dict:

@@ -122,6 +122,24 @@ def test_a_rise_in_the_loss_starts_a_new_version():
     assert learning.feed(steady, examples(3000))[1] == []
 
 
+def test_a_prefix_is_learned_but_neither_scored_nor_watched_for_drift():
+    items = examples(200)
+    model = learning.new_model(SPECS[0])
+    learning.feed(model, items)
+    prefixed = learning.new_model(SPECS[0])
+    prefixes = [{**item, "kind": learning.PREFIX, "id": f"{item['id']}#1"} for item in items]
+    learning.feed(prefixed, items + prefixes)
+    # The metrics and the drift detector saw the same 200 examples ...
+    assert prefixed.summary()["metrics"]["samples"] == 200
+    assert prefixed.detector.n_detections == model.detector.n_detections
+    assert prefixed.detector.width == model.detector.width
+    # ... while the model learned 400.
+    probe = {"s_views": 9.0, "noise": 0.5, "u_events": 3.0}
+    assert prefixed.predict(probe) != model.predict(probe)
+    # At one time and user, a session's whole is learned before its prefixes.
+    assert learning.order(items[0]) < learning.order(prefixes[0])
+
+
 def test_session_features_stop_at_the_first_purchase():
     first = {"event_id": "a", "event_type": "product_view", "timestamp": 0, "product_id": "p1"}
     session = new_session(first, {})

@@ -185,3 +185,37 @@ def test_intent_probes_score_a_session_at_its_kth_events_until_a_purchase():
         200 * MIN,
     )
     assert not [i for i in plain.model_inputs if i["kind"] == "probe"]
+
+
+def test_purchase_intent_learns_a_session_as_of_its_prefixes_labelled_at_close():
+    learned = timeline.TimelineParams(
+        models=frozenset({timeline.PURCHASE_INTENT}), intent_prefixes=(1, 2, 3, 8)
+    )
+    state = timeline.new_user_state("u1")
+    # Four events, a purchase (nothing of the session is learned from it on), one more.
+    kinds = ["product_view", "add_to_cart", "product_view", "product_view", "purchase", "search"]
+    ready = [item(f"e{n}", n, kind) for n, kind in enumerate(kinds)]
+    timeline.advance(learned, state, ready, 10 * MIN)
+    summary = {"session_id": "u1:0", "start": 0, "end": 5 * MIN, "events": 6}
+    summary.update(duration_ms=5 * MIN, counts={"product_view": 3}, revenue=1.0)
+    step = timeline.advance(learned, state, [timeline.session_item(summary, 40 * MIN)], 40 * MIN)
+    intent = [i for i in step.model_inputs if i["kind"] != "request"]
+    # The 1st, 2nd and 3rd events' prefixes (the 8th never came), then the whole session
+    # (four events): all labelled with the purchase, at the session's close.
+    assert [(i["kind"], i["id"]) for i in intent] == [
+        ("prefix", "u1:0#1"),
+        ("prefix", "u1:0#2"),
+        ("prefix", "u1:0#3"),
+        ("example", "u1:0"),
+    ]
+    assert all(i["y"] is True and i["at"] == 40 * MIN for i in intent)
+    assert [i["x"]["s_events"] for i in intent] == [1.0, 2.0, 3.0, 4.0]
+    assert [i["x"]["s_carts"] for i in intent] == [0.0, 1.0, 1.0, 1.0]
+    # A prefix as long as the whole session is the whole session's example only.
+    state = timeline.new_user_state("u1")
+    timeline.advance(learned, state, ready[:3], 10 * MIN)
+    summary = {"session_id": "u1:0", "start": 0, "end": 2 * MIN, "events": 3}
+    summary.update(duration_ms=2 * MIN, counts={"product_view": 2}, revenue=0.0)
+    step = timeline.advance(learned, state, [timeline.session_item(summary, 40 * MIN)], 40 * MIN)
+    ids = [i["id"] for i in step.model_inputs if i["kind"] != "request"]
+    assert ids == ["u1:0#1", "u1:0#2", "u1:0"]

@@ -229,6 +229,21 @@ def test_a_pattern_window_must_be_shorter_than_the_retention():
     assert parse_config({"patterns": {"p1": pattern}, "timeline": {"retention": "60d"}})
 
 
+def test_intent_prefixes_and_the_optimizer_are_checked_at_start():
+    from pipelines.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError, match=r"models\.intent_prefixes\.1: Input should be greater"):
+        parse_config({"models": {"intent_prefixes": [1, 0]}})
+    with pytest.raises(ConfigError, match=r"models\.optimizer"):
+        parse_config({"models": {"optimizer": "adam"}})
+    config = parse_config(
+        {"models": {"enabled": ["purchase_intent"], "intent_prefixes": [3, 1, 3]}}
+    )
+    assert config.timeline_params().intent_prefixes == (1, 3)
+    assert config.model_specs()["purchase_intent"].optimizer == "adagrad"
+    assert parse_config({}).timeline_params().intent_prefixes == (1, 3, 8)
+
+
 def test_recommendations_within_segments_get_the_segments_parents_first():
     from pipelines.config import ConfigError, parse_config
 

@@ -152,7 +152,13 @@ def test_what_the_report_records_changes_nothing_the_replay_stores(
     assert states["recorded"] == states["plain"]
     assert states["recorded summary"] == states["plain summary"]
     probes = replay.read_records(str(tmp_path / "records"), "probes")
-    examples = replay.read_records(str(tmp_path / "records"), "intent_examples")
-    assert len(probes) > len(examples) > 100
-    sessions = {example["id"] for example in examples}
+    inputs = replay.read_records(str(tmp_path / "records"), "intent_inputs")
+    sessions = {i["id"] for i in inputs if i["kind"] == "example"}
+    assert len(probes) > len(sessions) > 100
     assert {probe["probe"].rpartition(":")[0] for probe in probes} <= sessions
+    # The probes' features, and the sessions' prefixes learned (each of a whole session).
+    assert sorted(i["id"] for i in inputs if i["kind"] == "probe") == sorted(
+        probe["probe"] for probe in probes
+    )
+    prefixes = [i["id"] for i in inputs if i["kind"] == "prefix"]
+    assert prefixes and {p.rpartition("#")[0] for p in prefixes} <= sessions

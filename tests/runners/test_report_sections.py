@@ -54,13 +54,51 @@ def test_equalized_odds_of_purchase_intent_by_group():
         # Mobile scores rank buyers well, desktop scores are noise around the threshold.
         score = (0.9 if bought else 0.1) if n < 50 else (0.6 if n % 4 < 2 else 0.4)
         probes.append({"user_id": f"u{n}", "probe": f"u{n}:{n}:1", "score": score})
-        examples.append({"id": f"u{n}:{n}", "y": bought})
+        examples.append({"kind": "example", "id": f"u{n}:{n}", "y": bought})
     intent = sections.bias(audit, probes, examples, [], AuditConfig())["attributes"]["device"][
         "intent"
     ]
     assert intent["by_group"]["mobile"]["roc_auc"] == 1.0
     assert intent["by_group"]["desktop"]["roc_auc"] == 0.5
     assert intent["equalized_odds_difference"] > 0.1
+
+
+def _intent_inputs(sessions: int, signal):
+    """Sessions of users ``u:N`` (user ids hold ``:``) that buy one in three; each
+    whole, with prefixes at its 1st and 3rd events and probes there, the feature
+    ``s_carts`` being ``signal(bought, k)``."""
+    inputs, probes = [], []
+    for n in range(sessions):
+        user, start, bought = f"u:{n % 40}", 1_000 * n, n % 3 == 0
+        session = f"{user}:{start}"
+        whole = {"s_carts": signal(bought, 5)}
+        inputs.append({"kind": "example", "id": session, "y": bought, "x": whole})
+        for k in (1, 3):
+            x = {"s_carts": signal(bought, k)}
+            inputs.append({"kind": "prefix", "id": f"{session}#{k}", "y": bought, "x": x})
+            inputs.append({"kind": "probe", "id": f"{session}:{k}", "y": None, "x": x})
+            probes.append({"user_id": user, "probe": f"{session}:{k}", "score": x["s_carts"]})
+    return probes, inputs
+
+
+def test_served_intent_scores_each_kth_event_of_the_later_sessions_against_their_outcome():
+    # Served scores that rank buyers first from the 3rd event on, not at the 1st.
+    probes, inputs = _intent_inputs(300, lambda bought, k: float(bought and k > 1))
+    served = sections.served_intent(probes, inputs)
+    assert served["sessions"] == 300 and served["test_sessions"] == 90
+    assert served["buying_share"] == pytest.approx(1 / 3, abs=1e-6)
+    assert served["learned_examples"] == 900  # whole sessions and their prefixes
+    assert served["by_event"]["1"]["auc"] == 0.5 and served["by_event"]["3"]["auc"] == 1.0
+    assert served["by_event"]["3"]["sessions_reaching"] == 90
+    # Offline, trained on the first 70%, scored on the same events of the same sessions.
+    offline = served["reference_by_event"]
+    assert offline["train_examples"] == 630
+    assert offline["by_event"]["3"]["auc"] == 1.0 and offline["by_event"]["1"]["auc"] == 0.5
+    assert served["reference"]["auc"] == 1.0 and served["reference"]["test_sessions"] == 90
+
+
+def test_served_intent_without_examples_says_so():
+    assert sections.served_intent([], [])["by_event"] == {}
 
 
 def test_a_rule_that_reads_a_sensitive_field_fails_at_start_naming_it():
