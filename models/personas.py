@@ -178,6 +178,10 @@ _LOCALES = (
     ("IN", "Asia/Kolkata", 330),
     ("AU", "Australia/Sydney", 600),
 )
+# How a shop's users spread over _LOCALES (percent, in their order): one home market
+# (a German shop), its neighbours, and a long tail abroad; a bias audit by country or
+# region meets groups of every size, some too small to judge.
+_LOCALE_WEIGHTS = (38, 11, 12, 7, 6, 9, 5, 4, 3, 3, 2)
 # (device, operating systems, weight)
 _DEVICES = (
     ("mobile", ("iOS", "Android"), 55),
@@ -379,16 +383,19 @@ def _make_users(rng, count: int, seed: int = 0) -> list[_User]:
     """``count`` users, personas balanced round-robin then shuffled.
 
     A user's device is drawn by persona (``_PERSONA_DEVICES``) from a second
-    ``random.Random`` of its own, so every other draw (and event) is what it was
-    before devices followed personas.
+    ``random.Random`` of its own, and the user's country and time zone by
+    ``_LOCALE_WEIGHTS`` from a third: the main generator's draws stay what they
+    were before (only the users' local hours, and so their events' times, moved).
     """
     personas = [PERSONAS[i % len(PERSONAS)] for i in range(count)]
     rng.shuffle(personas)
     width = max(4, len(str(count - 1)))
     people = []
     devices = random.Random(f"devices:{seed}")
+    places = random.Random(f"locales:{seed}")
     for i, persona in enumerate(personas):
-        country, timezone, offset = rng.choice(_LOCALES)
+        rng.choice(_LOCALES)  # the draw of the locale before it was weighted, kept
+        country, timezone, offset = places.choices(_LOCALES, weights=_LOCALE_WEIGHTS)[0]
         # The draws of the device before it followed the persona, kept for the stream.
         _, kept, _ = rng.choices(_DEVICES, weights=[w for _, _, w in _DEVICES])[0]
         rng.choice(kept)

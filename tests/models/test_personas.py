@@ -102,6 +102,21 @@ def test_every_record_validates(generated):
         assert reason is None, (reason, record)
 
 
+def test_users_skew_by_country_and_by_device_with_their_persona():
+    people = personas._make_users(random.Random(SEED), 4_000, SEED)
+    countries = Counter(user.country for user in people)
+    # One home market with more than a third of the users, and a tail of small ones.
+    assert countries.most_common(1)[0][0] == "DE" and countries["DE"] > 0.33 * 4_000
+    assert countries["AU"] < 0.04 * 4_000 and len(countries) == 10
+    # Window shoppers are mostly on phones, high-intent buyers mostly at a desk.
+    by_persona = defaultdict(Counter)
+    for user in people:
+        by_persona[user.persona][user.device] += 1
+    shoppers, buyers = by_persona[personas.WINDOW_SHOPPER], by_persona[personas.HIGH_INTENT_BUYER]
+    assert shoppers["mobile"] > 2 * shoppers["desktop"]
+    assert buyers["desktop"] > buyers["mobile"]
+
+
 def test_ids_are_deterministic_and_unique_per_event(generated):
     records, _ = generated
     ids = {r["event_id"] for r in records}
