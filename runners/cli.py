@@ -106,14 +106,11 @@ def _replay(args) -> int:
     from pipelines.summary import format_summary, verdict
     from runners import replay
 
-    request = replay.ReplayRequest(
-        inputs=args.files,
+    request = replay.ReplayRequest.from_args(
+        args,
         redis_url=_redis_url(args),
         namespace=args.namespace,
         config=config,
-        dead_letters_dir=args.dead_letters,
-        progress=not args.quiet,
-        beam_args=args.beam_args,
         streaming=args.streaming,
         watermark_step_ms=args.watermark_step,
         key_source=source,

@@ -256,15 +256,8 @@ def run(args, redis_url: str, config, key_source) -> int:
         print("models: none enabled in the config; evaluating all of them", file=sys.stderr)
     keep = args.namespace is not None
     namespace = args.namespace if keep else f"evaluate-{uuid.uuid4().hex[:12]}"
-    request = replay.ReplayRequest(
-        inputs=args.files,
-        redis_url=redis_url,
-        namespace=namespace,
-        config=config,
-        dead_letters_dir=args.dead_letters,
-        progress=not args.quiet,
-        beam_args=args.beam_args,
-        key_source=key_source,
+    request = replay.ReplayRequest.from_args(
+        args, redis_url=redis_url, namespace=namespace, config=config, key_source=key_source
     )
     client = redis.Redis.from_url(redis_url)
     try:

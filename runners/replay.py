@@ -98,6 +98,18 @@ class ReplayRequest:
     # (RECORDS: the users' audit records, triggers, segment changes, model summaries).
     record_dir: str | None = None
 
+    @classmethod
+    def from_args(cls, args, **fields) -> ReplayRequest:
+        """A request from a command's parsed arguments (``files``, ``dead_letters``,
+        ``quiet``, ``beam_args``), with ``fields`` for the rest."""
+        return cls(
+            inputs=args.files,
+            dead_letters_dir=args.dead_letters,
+            progress=not args.quiet,
+            beam_args=args.beam_args,
+            **fields,
+        )
+
 
 # The outputs a replay with ``record_dir`` writes, each to ``record_dir/NAME-*``.
 RECORDS = (

@@ -157,14 +157,11 @@ def run(args, redis_url: str, config, key_source) -> int:
     namespace = f"report-{uuid.uuid4().hex[:12]}"
     client = redis.Redis.from_url(redis_url)
     with tempfile.TemporaryDirectory(prefix="microtarget-report-") as record_dir:
-        request = replay.ReplayRequest(
-            inputs=args.files,
+        request = replay.ReplayRequest.from_args(
+            args,
             redis_url=redis_url,
             namespace=namespace,
             config=config,
-            dead_letters_dir=args.dead_letters,
-            progress=not args.quiet,
-            beam_args=args.beam_args,
             key_source=key_source,
             record_dir=record_dir,
         )
