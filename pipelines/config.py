@@ -225,7 +225,7 @@ class ModelsConfig(_Section):
         default=7 * 86_400_000, gt=0, description="No new session this long after one: churned."
     )
     intent_prefixes: list[Annotated[int, Field(ge=1, le=10_000)]] = Field(
-        default_factory=lambda: [1, 3, 8],
+        default_factory=lambda: [3],
         max_length=32,
         description="purchase_intent also learns each session as of these of its events "
         "(before any purchase), with the session's outcome, as well as whole: it is asked at "

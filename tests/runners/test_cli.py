@@ -241,7 +241,7 @@ def test_intent_prefixes_and_the_optimizer_are_checked_at_start():
     )
     assert config.timeline_params().intent_prefixes == (1, 3)
     assert config.model_specs()["purchase_intent"].optimizer == "adagrad"
-    assert parse_config({}).timeline_params().intent_prefixes == (1, 3, 8)
+    assert parse_config({}).timeline_params().intent_prefixes == (3,)
 
 
 def test_recommendations_within_segments_get_the_segments_parents_first():
