@@ -25,6 +25,16 @@ def key_source_of_tests():
     return KeySource("env", ENV)
 
 
+def generate_events(folder: Path, events: int, users: int, seed: int) -> Path:
+    """``microtarget generate`` into ``folder/events.avro``; its path."""
+    from runners import cli
+
+    out = folder / "events.avro"
+    args = ["generate", "--events", str(events), "--users", str(users), "--seed", str(seed)]
+    assert cli.main([*args, "--out", str(out)]) == 0
+    return out
+
+
 def granted_config(**sections):
     """A config whose users, stating no consent, are taken as consenting (the data sets)."""
     from pipelines.config import parse_config

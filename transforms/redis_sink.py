@@ -177,9 +177,28 @@ def trending_write(namespace: str, record: dict, ttl: dict[str, int]) -> tuple[l
     return keys, args
 
 
-def connect(url: str) -> redis.Redis:
-    """A client for a sink: long timeouts, retries with backoff on connection errors."""
-    retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=5)
+# How long a sink keeps trying while Redis cannot be reached (a restart, a failover)
+# before the job fails: waits of 0.1 s doubling up to 2 s between tries.
+RETRY_FOR_S = 60.0
+
+
+def retries_for(seconds: float, cap: float = 2.0, base: float = 0.05) -> int:
+    """How many tries of ``ExponentialBackoff(cap, base)`` wait about ``seconds`` in all.
+
+    >>> retries_for(60), retries_for(0)
+    (34, 0)
+    """
+    waited, tries = 0.0, 0
+    while waited < seconds:
+        tries += 1
+        waited += min(cap, base * 2**tries)
+    return tries
+
+
+def connect(url: str, retry_for_s: float = RETRY_FOR_S) -> redis.Redis:
+    """A client for a sink: long timeouts, retries with exponential backoff on connection
+    errors for about ``retry_for_s`` seconds (a sink's writes are idempotent)."""
+    retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=retries_for(retry_for_s))
     return redis.Redis.from_url(
         url,
         socket_timeout=30,
@@ -190,17 +209,28 @@ def connect(url: str) -> redis.Redis:
 
 
 def run_batch(client: redis.Redis, script, calls: list[tuple[list, list]], url: str) -> list:
-    """Run ``script`` once per ``(keys, args)`` in one pipelined round trip; the results."""
+    """Run ``script`` once per ``(keys, args)`` in one pipelined round trip; the results.
+
+    A server that restarted while the batch was sent has lost its scripts: the batch
+    is sent again once (the pipeline loads the script first; the writes are idempotent).
+    """
     try:
-        pipe = client.pipeline(transaction=False)
-        for keys, args in calls:
-            script(keys=keys, args=args, client=pipe)
-        return pipe.execute()
+        try:
+            return _pipelined(client, script, calls)
+        except redis.exceptions.NoScriptError:
+            return _pipelined(client, script, calls)
     except redis.exceptions.RedisError as exc:
         raise RedisSinkError(
             f"writing {len(calls)} records to {redact_url(url)} failed "
             f"(first key {calls[0][0][0]!r}): {exc}"
         ) from exc
+
+
+def _pipelined(client: redis.Redis, script, calls: list[tuple[list, list]]) -> list:
+    pipe = client.pipeline(transaction=False)
+    for keys, args in calls:
+        script(keys=keys, args=args, client=pipe)
+    return pipe.execute()
 
 
 class BatchedRedisFn(beam.DoFn):
@@ -211,6 +241,7 @@ class BatchedRedisFn(beam.DoFn):
     """
 
     flush_every = 1000
+    retry_for_s = RETRY_FOR_S  # how long writes are retried while Redis is unreachable
 
     def __init__(self, url: str, script_text: str):
         self._url = url
@@ -220,7 +251,7 @@ class BatchedRedisFn(beam.DoFn):
         self._buffer: list = []
 
     def setup(self):
-        self._client = connect(self._url)
+        self._client = connect(self._url, self.retry_for_s)
         self._script = self._client.register_script(self._script_text)
 
     def start_bundle(self):

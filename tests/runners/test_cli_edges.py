@@ -16,7 +16,7 @@ import redis
 
 from runners import cli
 from runners.local import redis_server as local_redis
-from tests.conftest import ROOT
+from tests.conftest import ROOT, generate_events
 
 MICROTARGET = [sys.executable, "-m", "runners.cli"]
 CONFIG = str(ROOT / "examples" / "config.yaml")
@@ -24,10 +24,7 @@ CONFIG = str(ROOT / "examples" / "config.yaml")
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
-    out = tmp_path_factory.mktemp("gen") / "events.avro"
-    args = ["generate", "--events", "600", "--users", "20", "--seed", "3", "--out", str(out)]
-    assert cli.main(args) == 0
-    return out
+    return generate_events(tmp_path_factory.mktemp("gen"), 600, 20, 3)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 
 from pipelines.config import load_config
 from runners import cli, prism, replay
-from tests.conftest import ROOT, key_source_of_tests
+from tests.conftest import ROOT, generate_events, key_source_of_tests
 from tests.redis_state import namespace_state
 
 pytestmark = pytest.mark.skipif(
@@ -25,10 +25,7 @@ CONFIG = ROOT / "examples" / "config.yaml"
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     """The file `make demo` replays (same size, users and seed)."""
-    out = tmp_path_factory.mktemp("demo") / "events.avro"
-    argv = ["generate", "--events", "20000", "--users", "400", "--seed", "7", "--out", str(out)]
-    assert cli.main(argv) == 0
-    return out
+    return generate_events(tmp_path_factory.mktemp("demo"), 20000, 400, 7)
 
 
 def _replay(path, redis_url, namespace, tmp_path, runner, streaming=False) -> dict:

@@ -9,17 +9,14 @@ import pytest
 
 from pipelines.config import load_config
 from runners import cli
-from tests.conftest import ROOT
+from tests.conftest import ROOT, generate_events
 
 CONFIG = ROOT / "examples" / "config.yaml"
 
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
-    out = tmp_path_factory.mktemp("gen") / "events.avro"
-    args = ["generate", "--events", "6000", "--users", "120", "--seed", "11", "--out", str(out)]
-    assert cli.main(args) == 0
-    return out
+    return generate_events(tmp_path_factory.mktemp("gen"), 6000, 120, 11)
 
 
 def test_the_report_s_a_b_tests_and_segments_agree_with_a_replay_s_redis(

@@ -120,6 +120,7 @@ def test_trending_latest_version_wins(redis_url, namespace, redis_client):
 
 def test_unreachable_redis_fails_with_a_clear_error():
     sink = redis_sink._CasWriteFn("redis://127.0.0.1:1/0", "ns", TTL, redis_sink.profile_write)
+    sink.retry_for_s = 0.5  # retried, with backoff, for half a second (default a minute)
     sink.setup()
     sink.start_bundle()
     sink.process(snapshot("u1", 1000))
