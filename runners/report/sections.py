@@ -293,7 +293,7 @@ def bias(
             )
         entry = {"rates": rates}
         sessions = [
-            (by_user[user]["groups"][attribute], score, y)
+            (by_user[user]["groups"][attribute], score, y, user)
             for user, score, y in first
             if user in by_user and attribute in by_user[user]["groups"]
         ]
@@ -392,9 +392,12 @@ def _intent(sessions: list[tuple], min_group: int) -> dict:
     import numpy as np
     from fairlearn.metrics import MetricFrame, count, equalized_odds_difference
 
-    groups = [g for g, _, _ in sessions]
-    scores = np.array([s for _, s, _ in sessions], dtype=float)
-    bought = np.array([y for _, _, y in sessions], dtype=bool)
+    groups = [g for g, _, _, _ in sessions]
+    scores = np.array([s for _, s, _, _ in sessions], dtype=float)
+    bought = np.array([y for _, _, y, _ in sessions], dtype=bool)
+    users: dict = {}
+    for group, _, _, user in sessions:
+        users.setdefault(str(group), set()).add(user)
 
     def mean_score(_y_true, y_pred):
         return float(np.mean(y_pred))
@@ -414,6 +417,7 @@ def _intent(sessions: list[tuple], min_group: int) -> dict:
         "by_group": {
             str(g): {
                 "sessions": int(row["sessions"]),
+                "users": len(users[str(g)]),
                 "mean_score": round(float(row["mean_score"]), 6),
                 "roc_auc": None if np.isnan(row["roc_auc"]) else round(float(row["roc_auc"]), 6),
             }
@@ -423,7 +427,8 @@ def _intent(sessions: list[tuple], min_group: int) -> dict:
     # Flag as many sessions as bought: the threshold is the score at that quantile.
     threshold = float(np.quantile(scores, 1 - bought.mean())) if bought.any() else 1.0
     out["threshold"] = round(threshold, 6)
-    kept = [i for i, g in enumerate(groups) if out["by_group"][str(g)]["sessions"] >= min_group]
+    # Groups of fewer than min_group users are shown, not compared (as the rates).
+    kept = [i for i, g in enumerate(groups) if len(users[str(g)]) >= min_group]
     if len({groups[i] for i in kept}) >= 2 and bought[kept].any() and not bought[kept].all():
         flagged = scores[kept] >= threshold
         out["equalized_odds_difference"] = round(

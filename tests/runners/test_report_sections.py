@@ -61,6 +61,23 @@ def test_equalized_odds_of_purchase_intent_by_group():
     assert intent["by_group"]["mobile"]["roc_auc"] == 1.0
     assert intent["by_group"]["desktop"]["roc_auc"] == 0.5
     assert intent["equalized_odds_difference"] > 0.1
+    # Three tablet users with 30 sessions, all scored backwards: shown, not compared.
+    audit += [_user(200 + n, "tablet", False) for n in range(3)]
+    for n in range(30):
+        bought = n % 2 == 0
+        user = f"u{200 + n % 3}"
+        probes.append(
+            {"user_id": user, "probe": f"{user}:{1000 + n}:1", "score": 0.1 + 0.8 * (not bought)}
+        )
+        examples.append({"kind": "example", "id": f"{user}:{1000 + n}", "y": bought})
+    again = sections.bias(audit, probes, examples, [], AuditConfig())["attributes"]["device"]
+    assert again["intent"]["by_group"]["tablet"] == {
+        "sessions": 30,
+        "users": 3,
+        "mean_score": pytest.approx(0.5, abs=1e-6),
+        "roc_auc": 0.0,
+    }
+    assert again["intent"]["equalized_odds_difference"] == intent["equalized_odds_difference"]
 
 
 def _intent_inputs(sessions: int, signal):
