@@ -23,6 +23,9 @@ APT       := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get -y -q --no-install-r
 # Debian's Chromium is the headless browser the report's page test opens (Playwright
 # drives it; it downloads no browser of its own).
 CHROMIUM  := /usr/bin/chromium
+# Debian's Prometheus (server and promtool): the metrics test scrapes a live job with it and
+# checks ops/prometheus's alert rules.
+PROMTOOL  := /usr/bin/promtool
 system-deps:
 	@test -x $(TLS_REDIS) || $(APT) install redis-tools >/dev/null \
 	    || ($(SUDO) apt-get update -q >/dev/null && $(APT) install redis-tools >/dev/null)
@@ -30,6 +33,9 @@ system-deps:
 	@test -x $(CHROMIUM) || $(APT) install chromium >/dev/null \
 	    || ($(SUDO) apt-get update -q >/dev/null && $(APT) install chromium >/dev/null)
 	@test -x $(CHROMIUM)
+	@test -x $(PROMTOOL) || $(APT) install prometheus >/dev/null \
+	    || ($(SUDO) apt-get update -q >/dev/null && $(APT) install prometheus >/dev/null)
+	@test -x $(PROMTOOL)
 
 # The Java programs (Kafka broker, Beam's Flink job server, a standalone Flink cluster):
 # jars copied with mvn from runners/local/jvm/*/pom.xml into build/jvm (quick once cached).

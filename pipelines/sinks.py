@@ -16,8 +16,8 @@ from pathlib import Path
 import apache_beam as beam
 
 from pipelines.config import Config
+from transforms import metrics
 from transforms.erasure import EraseUsers
-from transforms.metrics import NAMESPACE
 from transforms.models_sink import WriteModelOutputs
 from transforms.redis_sink import WriteProfilesToRedis, WriteTrendingToRedis
 from transforms.segments import WriteSegmentChanges
@@ -28,13 +28,16 @@ def _dead_letter_json(letter: dict) -> str:
     return json.dumps(letter, sort_keys=True, ensure_ascii=False)
 
 
-class _Count(beam.DoFn):
-    def __init__(self, name: str):
-        self._counter = beam.metrics.Metrics.counter(NAMESPACE, name)
+class _CountDeadLetters(beam.DoFn):
+    """Beam counts them in all (``dead_letters``), Prometheus by reason."""
 
-    def process(self, element):
+    def __init__(self):
+        self._counter = beam.metrics.Metrics.counter(metrics.NAMESPACE, "dead_letters")
+
+    def process(self, letter):
         self._counter.inc()
-        yield element
+        metrics.dead_letter(letter.get("reason") or "unknown")
+        yield letter
 
 
 class _AppendLines(beam.DoFn):
@@ -119,7 +122,7 @@ def attach_sinks(
     )
     _ = (
         outputs["dead_letters"]
-        | "CountDeadLetters" >> beam.ParDo(_Count("dead_letters"))
+        | "CountDeadLetters" >> beam.ParDo(_CountDeadLetters())
         | "DeadLetterJson" >> beam.Map(_dead_letter_json)
         | "WriteDeadLetters"
         >> (

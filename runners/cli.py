@@ -115,6 +115,8 @@ def _replay(args) -> int:
         watermark_step_ms=args.watermark_step,
         key_source=source,
         runner=args.runner,
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
     )
     try:
         summary = replay.run(request)
@@ -206,6 +208,8 @@ def _run(args) -> int:
         expansion_service=args.expansion_service,
         beam_args=args.beam_args,
         key_source=source,
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
     )
     try:
         summary = live.run(request)
@@ -621,6 +625,23 @@ def _add_replaying_flags(parser: argparse.ArgumentParser) -> None:
     _add_key_flags(parser)
 
 
+def _add_metrics_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="serve the job's metrics for Prometheus on http://HOST:PORT/metrics while it "
+        "runs (default: off)",
+    )
+    parser.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="the address the metrics are served on (default: %(default)s; 0.0.0.0: all)",
+    )
+
+
 def _add_key_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pseudonym-key-file",
@@ -710,6 +731,7 @@ def parser() -> argparse.ArgumentParser:
         help="with --streaming: event time between watermark advances (default: 1h)",
     )
     _add_key_flags(replay)
+    _add_metrics_flags(replay)
     replay.set_defaults(func=_replay)
 
     run = sub.add_parser(
@@ -788,6 +810,7 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="a running Java expansion service (HOST:PORT) for Kafka IO",
     )
+    _add_metrics_flags(run)
     _add_key_flags(run)
     run.set_defaults(func=_run)
 

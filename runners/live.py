@@ -111,6 +111,9 @@ class RunRequest:
     key_source: KeySource | None = None
     work_dir: str = str(DEFAULT_HOME / "flink")
     worker_pool: bool = False
+    # Serve the job's metrics for Prometheus on this port while it runs (runners.metrics_server).
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
 
 
 def check_topic(bootstrap: str, topic: str, option: str) -> None:
@@ -142,6 +145,22 @@ def check(request: RunRequest) -> tuple[tuple[str, str], tuple[str, str] | None]
         raise InputError(str(exc)) from None
     if request.key_source is None:
         raise InputError("no pseudonym key source (pipelines.keys.resolve gives one)")
+    if request.metrics_port is not None:
+        environment = PipelineOptions(request.beam_args).view_as(PortableOptions).environment_type
+        if (
+            request.runner == "dataflow"
+            or request.worker_pool
+            or environment
+            not in (
+                None,
+                "LOOPBACK",
+            )
+        ):
+            raise InputError(
+                "--metrics-port serves the metrics of the Python workers in this process "
+                "(LOOPBACK, the default); with --worker-pool, another environment or "
+                "Dataflow the workers run elsewhere"
+            )
     request.config.geo_table()
     check_redis(request.redis_url)
     check_topic(*source, "--source")
@@ -243,6 +262,18 @@ def warn_untested_pair(request: RunRequest) -> str | None:
     return warning
 
 
+def _serve_metrics(stack: contextlib.ExitStack, request: RunRequest, source, run_id) -> None:
+    from runners import metrics_server
+
+    metrics_server.serve(request.metrics_port, request.metrics_host)
+    job = (run_id, request.runner, request.namespace)
+    metrics_server.job_started(*job)
+    stack.callback(metrics_server.job_ended, *job)
+    if request.group_id:
+        lag = metrics_server.watch_kafka_lag(*source, request.group_id)
+        stack.callback(metrics_server.unwatch, lag)
+
+
 class _Stop(Exception):
     pass
 
@@ -297,6 +328,8 @@ def run(request: RunRequest, on_running=None) -> dict:
         options = _options(request, job_endpoint, work)
         pipeline = beam.Pipeline(options=options)
         build(pipeline, request, source, sink, expansion, run_id)
+        if request.metrics_port is not None:
+            _serve_metrics(stack, request, source, run_id)
         result = pipeline.run()
         try:
             if main_thread:  # SIGTERM cancels the job as Ctrl-C does

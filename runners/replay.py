@@ -50,7 +50,7 @@ from pipelines.options import unknown_flags
 from pipelines.sinks import attach_sinks, dead_letters_prefix
 from pipelines.sinks import beam_temp_dirs as _beam_temp_dirs
 from pipelines.summary import counters, summarize
-from runners import DEFAULT_HOME, beam_patches, prism
+from runners import DEFAULT_HOME, beam_patches, metrics_server, prism
 from runners.status import StatusLine
 from transforms.redis_sink import key
 from transforms.sources import LINE, RECORD, ReadEvents, iter_file
@@ -97,6 +97,9 @@ class ReplayRequest:
     # Batch only: what `microtarget report` reads, as JSON lines under this folder
     # (RECORDS: the users' audit records, triggers, segment changes, model summaries).
     record_dir: str | None = None
+    # Serve the job's metrics for Prometheus on this port while it runs (runners.metrics_server).
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
 
     @classmethod
     def from_args(cls, args, **fields) -> ReplayRequest:
@@ -291,11 +294,15 @@ def _execute(request: ReplayRequest):
         beam_patches.apply("state_cache_sizing")
     if standard.runner in ("BundleBasedDirectRunner", "DirectRunner"):
         beam_patches.apply("dofn_specs_cache")
+    if request.metrics_port is not None:
+        metrics_server.serve(request.metrics_port, request.metrics_host)
     started = time.perf_counter()
     run_id = uuid.uuid4().hex[:12]
     pipeline = beam.Pipeline(options=options)
     outputs = wire(pipeline, request, run_id)
     before = _beam_temp_dirs(request.dead_letters_dir)
+    job = (run_id, standard.runner or "", request.namespace)
+    metrics_server.job_started(*job)
     try:
         with StatusLine(request.progress):
             result = pipeline.run()
@@ -306,6 +313,8 @@ def _execute(request: ReplayRequest):
         for path in _beam_temp_dirs(request.dead_letters_dir) - before:
             shutil.rmtree(path, ignore_errors=True)
         raise
+    finally:
+        metrics_server.job_ended(*job)
     return result, outputs, time.perf_counter() - started, run_id
 
 

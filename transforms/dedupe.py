@@ -30,9 +30,7 @@ from apache_beam.transforms.window import TimestampedValue
 
 from models import dedupe
 from models.events import user_key
-from transforms import ordering
-
-NAMESPACE = "microtarget"
+from transforms import metrics, ordering
 
 
 def by_user(event: dict):
@@ -45,7 +43,7 @@ class _UniqueOfUserFn(beam.DoFn):
 
     def __init__(self, params: dedupe.DedupeParams):
         self._params = params
-        self._unique = beam.metrics.Metrics.counter(NAMESPACE, "unique")
+        self._unique = metrics.counter("unique")
 
     def process(self, grouped):
         user, events = grouped

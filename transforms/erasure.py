@@ -40,6 +40,7 @@ from pathlib import Path
 import apache_beam as beam
 import redis
 
+from transforms import metrics
 from transforms.redis_sink import (
     BatchedRedisFn,
     RedisSinkError,
@@ -50,7 +51,6 @@ from transforms.redis_sink import (
 )
 from transforms.redis_sink import subject as subject_of
 
-NAMESPACE = "microtarget"
 SCRIPT = (Path(__file__).parent / "erase_user.lua").read_text()
 AUDIT = "audit"
 SCAN_CHUNK = 1000
@@ -174,8 +174,8 @@ class _EraseFn(BatchedRedisFn):
         super().__init__(url, SCRIPT)
         self._namespace = namespace
         self._ttl = tombstone_ttl_s
-        self._erased = beam.metrics.Metrics.counter(NAMESPACE, "erasures_done")
-        self._keys = beam.metrics.Metrics.counter(NAMESPACE, "erasure_keys_deleted")
+        self._erased = metrics.counter("erasures_done")
+        self._keys = metrics.counter("erasure_keys_deleted")
 
     def write(self, batch):
         audits = erase_users(

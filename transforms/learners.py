@@ -70,7 +70,7 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.window import GlobalWindows
 
 from models import learning
-from transforms import ordering, pickled
+from transforms import metrics, ordering, pickled
 from transforms.metrics import Counters
 
 NAMESPACE = "microtarget"
@@ -89,6 +89,7 @@ def report_metrics(summary: dict) -> None:
             gauge.set(int(round(value * 1e6)))
     beam.metrics.Metrics.gauge(NAMESPACE, f"model_samples.{name}").set(summary["samples"])
     beam.metrics.Metrics.gauge(NAMESPACE, f"model_version.{name}").set(summary["version"])
+    metrics.model_metrics(name, summary)
 
 
 class _Keyed:
@@ -136,7 +137,7 @@ class _LearnFn(beam.DoFn):
         self._horizon = correction_horizon_ms
         self._correcting = correction_horizon_ms is None or correction_horizon_ms > 0
         self._every = _checkpoint_every(correction_horizon_ms)
-        self._late = beam.metrics.Metrics.counter(NAMESPACE, "model_inputs_late")
+        self._late = metrics.counter("model_inputs_late")
         self._counts = Counters()
 
     def process(

@@ -34,6 +34,7 @@ from pathlib import Path
 import apache_beam as beam
 
 from models.learning import summary_name
+from transforms import metrics
 from transforms.redis_sink import (
     BatchedRedisFn,
     _CasWriteFn,
@@ -43,7 +44,6 @@ from transforms.redis_sink import (
     tombstone_key,
 )
 
-NAMESPACE = "microtarget"
 SCORE_SCRIPT = (Path(__file__).parent / "write_score.lua").read_text()
 
 
@@ -52,7 +52,7 @@ class _ScoreFn(BatchedRedisFn):
         super().__init__(url, SCORE_SCRIPT)
         self._namespace = namespace
         self._ttl = ttl_seconds
-        self._written = beam.metrics.Metrics.counter(NAMESPACE, "scores_written")
+        self._written = metrics.counter("scores_written")
 
     def write(self, batch):
         newest: dict = {}

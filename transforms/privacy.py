@@ -23,15 +23,14 @@ import apache_beam as beam
 from apache_beam.transforms.window import TimestampedValue
 
 from models import privacy
-
-NAMESPACE = "microtarget"
+from transforms import metrics
 
 
 class _ProtectFn(beam.DoFn):
     def __init__(self, params: privacy.PrivacyParams, key_source):
         self._params = dataclasses.replace(params, key=b"")
         self._source = key_source
-        self._stripped_ip = beam.metrics.Metrics.counter(NAMESPACE, "ip_addresses_dropped")
+        self._stripped_ip = metrics.counter("ip_addresses_dropped")
 
     def setup(self):
         self._params = dataclasses.replace(self._params, key=self._source.load())

@@ -40,6 +40,7 @@ import hashlib
 import json
 import logging
 import re
+import time
 from pathlib import Path
 
 import apache_beam as beam
@@ -47,9 +48,8 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from transforms import progress
+from transforms import metrics, progress
 
-NAMESPACE = "microtarget"
 FLUSH_EVERY = 2000
 SCRIPT = (Path(__file__).parent / "cas_write.lua").read_text()
 
@@ -284,15 +284,25 @@ class _CasWriteFn(BatchedRedisFn):
 
     flush_every = FLUSH_EVERY
 
-    def __init__(self, url: str, namespace: str, ttl: dict[str, int], to_write, tally: str = ""):
+    def __init__(
+        self,
+        url: str,
+        namespace: str,
+        ttl: dict[str, int],
+        to_write,
+        tally: str = "",
+        latency: str = "",
+    ):
         super().__init__(url, SCRIPT)
         self._tally = tally  # the name under which transforms.progress counts the writes
+        # The sink label of the event time to write latency (versions are event times).
+        self._latency = latency
         self._namespace = namespace
         self._ttl = dict(ttl)
         self._to_write = to_write
-        self._applied = beam.metrics.Metrics.counter(NAMESPACE, "redis_writes_applied")
-        self._stale = beam.metrics.Metrics.counter(NAMESPACE, "redis_writes_stale")
-        self._erased = beam.metrics.Metrics.counter(NAMESPACE, "redis_writes_erased")
+        self._applied = metrics.counter("redis_writes_applied")
+        self._stale = metrics.counter("redis_writes_stale")
+        self._erased = metrics.counter("redis_writes_erased")
         self._held: dict = {}
 
     def start_bundle(self):
@@ -320,6 +330,12 @@ class _CasWriteFn(BatchedRedisFn):
         erased = sum(1 for result in results if result == 2)
         if self._tally:
             progress.add(self._tally, len(results))
+        if self._latency and applied:
+            now = time.time()
+            metrics.write_latencies(
+                self._latency,
+                (now - args[0] / 1000 for (_, args), result in zip(batch, results) if result == 1),
+            )
         self._applied.inc(applied)
         self._erased.inc(erased)
         self._stale.inc(len(results) - applied - erased)
@@ -360,7 +376,7 @@ class WriteProfilesToRedis(beam.PTransform):
     ):
         super().__init__()
         write = functools.partial(profile_write, min_sizes=dict(min_sizes or {}))
-        self._fn = _CasWriteFn(url, namespace, ttl_seconds, write, tally="profiles_written")
+        self._fn = _CasWriteFn(url, namespace, ttl_seconds, write, "profiles_written", "profiles")
 
     def expand(self, snapshots):
         return snapshots | "CasWrite" >> beam.ParDo(self._fn)
@@ -371,7 +387,7 @@ class WriteTrendingToRedis(beam.PTransform):
 
     def __init__(self, url: str, namespace: str, ttl_seconds: dict[str, int]):
         super().__init__()
-        self._fn = _CasWriteFn(url, namespace, ttl_seconds, trending_write)
+        self._fn = _CasWriteFn(url, namespace, ttl_seconds, trending_write, latency="trending")
 
     def expand(self, records):
         return records | "CasWrite" >> beam.ParDo(self._fn)

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import apache_beam as beam
 
+from transforms import metrics
 from transforms.redis_sink import BatchedRedisFn, canonical_json, key, run_batch, tombstone_key
 
-NAMESPACE = "microtarget"
 SCRIPT = (Path(__file__).parent / "publish_change.lua").read_text()
 
 
@@ -36,10 +36,10 @@ class _PublishChangesFn(BatchedRedisFn):
         self._ttl = ttl_seconds
         self._maxlen = maxlen
         self._mirror = mirror
-        self._mirrored = beam.metrics.Metrics.counter(NAMESPACE, "segment_changes_mirrored")
-        self._unmirrored = beam.metrics.Metrics.counter(NAMESPACE, "segment_changes_not_mirrored")
-        self._published = beam.metrics.Metrics.counter(NAMESPACE, "segment_changes_published")
-        self._erased = beam.metrics.Metrics.counter(NAMESPACE, "segment_changes_refused_erased")
+        self._mirrored = metrics.counter("segment_changes_mirrored")
+        self._unmirrored = metrics.counter("segment_changes_not_mirrored")
+        self._published = metrics.counter("segment_changes_published")
+        self._erased = metrics.counter("segment_changes_refused_erased")
 
     def write(self, batch):
         stream = topic_key(self._namespace)

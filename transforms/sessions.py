@@ -24,8 +24,7 @@ from apache_beam.transforms import trigger, window
 from apache_beam.utils.timestamp import Duration
 
 from models import session, timeline
-
-NAMESPACE = "microtarget"
+from transforms import metrics
 
 
 def late_panes(allowed_lateness_ms: int) -> dict:
@@ -65,7 +64,7 @@ class SessionSummaryFn(beam.CombineFn):
 
 class _ToTimelineItem(beam.DoFn):
     def __init__(self):
-        self._sessions = beam.metrics.Metrics.counter(NAMESPACE, "sessions")
+        self._sessions = metrics.counter("sessions")
 
     def process(self, keyed, win=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
         user, accumulator = keyed

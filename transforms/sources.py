@@ -42,9 +42,8 @@ from fastavro.read import BLOCK_READERS, HEADER_SCHEMA
 from models.dead_letters import make_dead_letter
 from models.events import KNOWN_EVENT_TYPES
 from models.validation import validate_event
-from transforms import progress
+from transforms import metrics, progress
 
-NAMESPACE = "microtarget"
 STAGE = "DecodeEvents"
 RECORD = "record"
 LINE = "line"
@@ -266,17 +265,17 @@ def _timestamp(ms: int) -> Timestamp:
 
 class _DecodeFn(beam.DoFn):
     def __init__(self):
-        self._read = beam.metrics.Metrics.counter(NAMESPACE, "events_read")
-        self._valid = beam.metrics.Metrics.counter(NAMESPACE, "valid")
-        self._invalid = beam.metrics.Metrics.counter(NAMESPACE, "invalid")
-        self._unknown = beam.metrics.Metrics.counter(NAMESPACE, "unknown_event_type")
+        self._read = metrics.counter("events_read")
+        self._valid = metrics.counter("valid")
+        self._invalid = metrics.counter("invalid")
+        self._unknown = metrics.counter("unknown_event_type")
         self._by_reason: dict = {}
 
     def _reject(self, source, offset, reason, detail, raw, event_id=None, timestamp=None):
         self._invalid.inc()
         counter = self._by_reason.get(reason)
         if counter is None:
-            counter = beam.metrics.Metrics.counter(NAMESPACE, f"invalid_{reason}")
+            counter = metrics.counter(f"invalid_{reason}")
             self._by_reason[reason] = counter
         counter.inc()
         return beam.pvalue.TaggedOutput(

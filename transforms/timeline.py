@@ -98,10 +98,9 @@ from models import consent as cons
 from models import dead_letters, dedupe, session, timeline
 from models.patterns import PatternSpec, compile_pattern
 from models.segments import SegmentSpec, compile_segments
-from transforms import ordering, pickled, progress
+from transforms import metrics, ordering, pickled, progress
 from transforms.metrics import Counters
 
-NAMESPACE = "microtarget"
 DEAD_LETTERS = "dead_letters"
 TRIGGERS = "triggers"
 ERASURES = "erasures"
@@ -129,9 +128,9 @@ class _Timeline(beam.DoFn):
         self._lateness = allowed_lateness_ms
         self._retention = retention_ms
         self._counts = Counters()
-        self._profiles = beam.metrics.Metrics.counter(NAMESPACE, "profiles")
-        self._expired = beam.metrics.Metrics.counter(NAMESPACE, "profiles_expired")
-        self._late = beam.metrics.Metrics.counter(NAMESPACE, "late")
+        self._profiles = metrics.counter("profiles")
+        self._expired = metrics.counter("profiles_expired")
+        self._late = metrics.counter("late")
 
     def setup(self):
         # Compiled here, not pickled with the DoFn: predicates are closures.
@@ -170,8 +169,8 @@ class _TimelineFn(_Timeline):
     def __init__(self, *args, dedupe_params: dedupe.DedupeParams | None = None):
         super().__init__(*args)
         self._dedupe = dedupe_params
-        self._unique = beam.metrics.Metrics.counter(NAMESPACE, "unique")
-        self._sessions = beam.metrics.Metrics.counter(NAMESPACE, "sessions")
+        self._unique = metrics.counter("unique")
+        self._sessions = metrics.counter("sessions")
 
     def process(
         self,
@@ -237,6 +236,7 @@ class _TimelineFn(_Timeline):
         if pending.read() is None:
             return  # a firing of a timer moved or spent since: nothing is held
         ready = ordering.release(fired, buffer, released, pending, release, self._lateness)
+        metrics.released(fired.micros // 1000)
         now = released.read()
         ready = self._cut(key, ready, now, pickled.cell(session_cell), pending, release)
         self._forget(seen, fired.micros // 1000)

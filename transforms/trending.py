@@ -30,9 +30,7 @@ from apache_beam.transforms.timeutil import TimeDomain
 
 from models import events as ev
 from models import rolling
-from transforms import ordering, pickled
-
-NAMESPACE = "microtarget"
+from transforms import metrics, ordering, pickled
 
 
 def _view_by_category(keyed):
@@ -56,7 +54,7 @@ class _TrendingFn(beam.DoFn):
         self._period = period_ms
         self._top = top
         self._lateness = allowed_lateness_ms
-        self._late = beam.metrics.Metrics.counter(NAMESPACE, "trending_late")
+        self._late = metrics.counter("trending_late")
 
     def process(
         self,

@@ -24,6 +24,7 @@ from pathlib import Path
 import apache_beam as beam
 import redis
 
+from transforms import metrics
 from transforms.redis_sink import (
     BatchedRedisFn,
     canonical_json,
@@ -32,7 +33,6 @@ from transforms.redis_sink import (
     tombstone_key,
 )
 
-NAMESPACE = "microtarget"
 SCRIPT = (Path(__file__).parent / "publish_trigger.lua").read_text()
 FLUSH_EVERY = 1000
 
@@ -74,11 +74,11 @@ class _PublishFn(BatchedRedisFn):
         self._log_size = log_size
         self._topic = topic
         self._mirror = mirror
-        self._mirrored = beam.metrics.Metrics.counter(NAMESPACE, "triggers_mirrored")
-        self._unmirrored = beam.metrics.Metrics.counter(NAMESPACE, "triggers_not_mirrored")
-        self._published = beam.metrics.Metrics.counter(NAMESPACE, "triggers_published")
-        self._repeated = beam.metrics.Metrics.counter(NAMESPACE, "triggers_already_published")
-        self._erased = beam.metrics.Metrics.counter(NAMESPACE, "triggers_refused_erased")
+        self._mirrored = metrics.counter("triggers_mirrored")
+        self._unmirrored = metrics.counter("triggers_not_mirrored")
+        self._published = metrics.counter("triggers_published")
+        self._repeated = metrics.counter("triggers_already_published")
+        self._erased = metrics.counter("triggers_refused_erased")
 
     def write(self, batch):
         stream = self._topic.stream_key(self._namespace)
