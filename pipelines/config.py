@@ -141,6 +141,12 @@ class RedisConfig(_Section):
         default_factory=lambda: dict(_DEFAULT_TTL_MS),
         description="Time to live per key kind (kinds left out keep their default); 0: forever.",
     )
+    retry_for: Duration = Field(
+        default=60_000,
+        ge=0,
+        description="How long a sink retries a write while Redis cannot be reached (a restart, "
+        "a failover), waits of 0.1 s doubling to 2 s, before the job fails; 0: fail at once.",
+    )
 
     @model_validator(mode="after")
     def _known_kinds(self):

@@ -98,19 +98,20 @@ def attach_sinks(
     triggers and segment changes published on the Redis topics.
     """
     ttl = config.redis.ttl_seconds()
+    retry = config.redis.retry_for / 1000
     model_outputs = (outputs["scores"], outputs["model_summaries"], outputs["model_drifts"])
-    _ = model_outputs | "WriteModelOutputs" >> WriteModelOutputs(redis_url, namespace, ttl)
-    _ = outputs["erasures"] | "EraseUsers" >> EraseUsers(redis_url, namespace, ttl["erased"])
+    _ = model_outputs | "WriteModelOutputs" >> WriteModelOutputs(redis_url, namespace, ttl, retry)
+    _ = outputs["erasures"] | "EraseUsers" >> EraseUsers(redis_url, namespace, ttl["erased"], retry)
     min_sizes = {name: spec.min_size for name, spec in config.segments.items()}
     _ = outputs["profiles"] | "WriteProfilesToRedis" >> WriteProfilesToRedis(
-        redis_url, namespace, ttl, min_sizes
+        redis_url, namespace, ttl, min_sizes, retry
     )
     _ = outputs["trending"] | "WriteTrendingToRedis" >> WriteTrendingToRedis(
-        redis_url, namespace, ttl
+        redis_url, namespace, ttl, retry
     )
     triggers = config.triggers
     _ = outputs["segment_changes"] | "WriteSegmentChanges" >> WriteSegmentChanges(
-        redis_url, namespace, ttl["triggers"], triggers.stream_maxlen, mirror
+        redis_url, namespace, ttl["triggers"], triggers.stream_maxlen, mirror, retry
     )
     _ = outputs["triggers"] | "WriteTriggers" >> WriteTriggers(
         redis_url,
@@ -119,6 +120,7 @@ def attach_sinks(
         triggers.log_size,
         TopicSink(maxlen=triggers.stream_maxlen),
         mirror,
+        retry,
     )
     _ = (
         outputs["dead_letters"]

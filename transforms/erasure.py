@@ -42,6 +42,7 @@ import redis
 
 from transforms import metrics
 from transforms.redis_sink import (
+    RETRY_FOR_S,
     BatchedRedisFn,
     RedisSinkError,
     key,
@@ -170,8 +171,10 @@ class _EraseFn(BatchedRedisFn):
 
     flush_every = FLUSH_EVERY
 
-    def __init__(self, url: str, namespace: str, tombstone_ttl_s: int):
-        super().__init__(url, SCRIPT)
+    def __init__(
+        self, url: str, namespace: str, tombstone_ttl_s: int, retry_for_s: float = RETRY_FOR_S
+    ):
+        super().__init__(url, SCRIPT, retry_for_s)
         self._namespace = namespace
         self._ttl = tombstone_ttl_s
         self._erased = metrics.counter("erasures_done")
@@ -188,9 +191,11 @@ class _EraseFn(BatchedRedisFn):
 class EraseUsers(beam.PTransform):
     """Erasure records -> the users' keys deleted, a tombstone, an audit entry each."""
 
-    def __init__(self, url: str, namespace: str, tombstone_ttl_s: int):
+    def __init__(
+        self, url: str, namespace: str, tombstone_ttl_s: int, retry_for_s: float = RETRY_FOR_S
+    ):
         super().__init__()
-        self._fn = _EraseFn(url, namespace, tombstone_ttl_s)
+        self._fn = _EraseFn(url, namespace, tombstone_ttl_s, retry_for_s)
 
     def expand(self, erasures):
         return erasures | "Erase" >> beam.ParDo(self._fn)

@@ -36,6 +36,7 @@ import apache_beam as beam
 from models.learning import summary_name
 from transforms import metrics
 from transforms.redis_sink import (
+    RETRY_FOR_S,
     BatchedRedisFn,
     _CasWriteFn,
     canonical_json,
@@ -48,8 +49,10 @@ SCORE_SCRIPT = (Path(__file__).parent / "write_score.lua").read_text()
 
 
 class _ScoreFn(BatchedRedisFn):
-    def __init__(self, url: str, namespace: str, ttl_seconds: int):
-        super().__init__(url, SCORE_SCRIPT)
+    def __init__(
+        self, url: str, namespace: str, ttl_seconds: int, retry_for_s: float = RETRY_FOR_S
+    ):
+        super().__init__(url, SCORE_SCRIPT, retry_for_s)
         self._namespace = namespace
         self._ttl = ttl_seconds
         self._written = metrics.counter("scores_written")
@@ -90,15 +93,16 @@ def model_write(namespace: str, summary: dict, ttl: dict[str, int]) -> tuple[lis
 
 
 class _DriftFn(beam.DoFn):
-    def __init__(self, url: str, namespace: str):
+    def __init__(self, url: str, namespace: str, retry_for_s: float = RETRY_FOR_S):
         self._url = url
+        self._retry_for_s = retry_for_s
         self._namespace = namespace
         self._client = None
 
     def setup(self):
         from transforms.redis_sink import connect
 
-        self._client = connect(self._url)
+        self._client = connect(self._url, self._retry_for_s)
 
     def process(self, event):
         guard = key(self._namespace, "model-drift", f"{summary_name(event)}:{event['version']}")
@@ -116,8 +120,15 @@ class _DriftFn(beam.DoFn):
 class WriteModelOutputs(beam.PTransform):
     """(scores, summaries, drifts) -> the keys above."""
 
-    def __init__(self, url: str, namespace: str, ttl_seconds: dict[str, int]):
+    def __init__(
+        self,
+        url: str,
+        namespace: str,
+        ttl_seconds: dict[str, int],
+        retry_for_s: float = RETRY_FOR_S,
+    ):
         super().__init__()
+        self._retry_for_s = retry_for_s
         self._url = url
         self._namespace = namespace
         self._ttl = dict(ttl_seconds)
@@ -125,9 +136,13 @@ class WriteModelOutputs(beam.PTransform):
     def expand(self, outputs):
         scores, summaries, drifts = outputs
         _ = scores | "WriteScores" >> beam.ParDo(
-            _ScoreFn(self._url, self._namespace, self._ttl.get("profile", 0))
+            _ScoreFn(self._url, self._namespace, self._ttl.get("profile", 0), self._retry_for_s)
         )
         _ = summaries | "WriteSummaries" >> beam.ParDo(
-            _CasWriteFn(self._url, self._namespace, self._ttl, model_write)
+            _CasWriteFn(
+                self._url, self._namespace, self._ttl, model_write, retry_for_s=self._retry_for_s
+            )
         )
-        return drifts | "PublishDrifts" >> beam.ParDo(_DriftFn(self._url, self._namespace))
+        return drifts | "PublishDrifts" >> beam.ParDo(
+            _DriftFn(self._url, self._namespace, self._retry_for_s)
+        )

@@ -241,10 +241,10 @@ class BatchedRedisFn(beam.DoFn):
     """
 
     flush_every = 1000
-    retry_for_s = RETRY_FOR_S  # how long writes are retried while Redis is unreachable
 
-    def __init__(self, url: str, script_text: str):
+    def __init__(self, url: str, script_text: str, retry_for_s: float = RETRY_FOR_S):
         self._url = url
+        self.retry_for_s = retry_for_s  # how long writes are retried while Redis is away
         self._script_text = script_text
         self._client = None
         self._script = None
@@ -292,8 +292,9 @@ class _CasWriteFn(BatchedRedisFn):
         to_write,
         tally: str = "",
         latency: str = "",
+        retry_for_s: float = RETRY_FOR_S,
     ):
-        super().__init__(url, SCRIPT)
+        super().__init__(url, SCRIPT, retry_for_s)
         self._tally = tally  # the name under which transforms.progress counts the writes
         # The sink label of the event time to write latency (versions are event times).
         self._latency = latency
@@ -373,10 +374,13 @@ class WriteProfilesToRedis(beam.PTransform):
         namespace: str,
         ttl_seconds: dict[str, int],
         min_sizes: dict[str, int] | None = None,
+        retry_for_s: float = RETRY_FOR_S,
     ):
         super().__init__()
         write = functools.partial(profile_write, min_sizes=dict(min_sizes or {}))
-        self._fn = _CasWriteFn(url, namespace, ttl_seconds, write, "profiles_written", "profiles")
+        self._fn = _CasWriteFn(
+            url, namespace, ttl_seconds, write, "profiles_written", "profiles", retry_for_s
+        )
 
     def expand(self, snapshots):
         return snapshots | "CasWrite" >> beam.ParDo(self._fn)
@@ -385,9 +389,17 @@ class WriteProfilesToRedis(beam.PTransform):
 class WriteTrendingToRedis(beam.PTransform):
     """Trending records -> ``mt:NS:trending:CATEGORY`` (+ ``:meta``), latest window wins."""
 
-    def __init__(self, url: str, namespace: str, ttl_seconds: dict[str, int]):
+    def __init__(
+        self,
+        url: str,
+        namespace: str,
+        ttl_seconds: dict[str, int],
+        retry_for_s: float = RETRY_FOR_S,
+    ):
         super().__init__()
-        self._fn = _CasWriteFn(url, namespace, ttl_seconds, trending_write, latency="trending")
+        self._fn = _CasWriteFn(
+            url, namespace, ttl_seconds, trending_write, latency="trending", retry_for_s=retry_for_s
+        )
 
     def expand(self, records):
         return records | "CasWrite" >> beam.ParDo(self._fn)

@@ -19,7 +19,14 @@ from pathlib import Path
 import apache_beam as beam
 
 from transforms import metrics
-from transforms.redis_sink import BatchedRedisFn, canonical_json, key, run_batch, tombstone_key
+from transforms.redis_sink import (
+    RETRY_FOR_S,
+    BatchedRedisFn,
+    canonical_json,
+    key,
+    run_batch,
+    tombstone_key,
+)
 
 SCRIPT = (Path(__file__).parent / "publish_change.lua").read_text()
 
@@ -30,8 +37,16 @@ def topic_key(namespace: str) -> str:
 
 
 class _PublishChangesFn(BatchedRedisFn):
-    def __init__(self, url: str, namespace: str, ttl_seconds: int, maxlen: int, mirror=None):
-        super().__init__(url, SCRIPT)
+    def __init__(
+        self,
+        url: str,
+        namespace: str,
+        ttl_seconds: int,
+        maxlen: int,
+        mirror=None,
+        retry_for_s: float = RETRY_FOR_S,
+    ):
+        super().__init__(url, SCRIPT, retry_for_s)
         self._namespace = namespace
         self._ttl = ttl_seconds
         self._maxlen = maxlen
@@ -75,10 +90,16 @@ class WriteSegmentChanges(beam.PTransform):
     """Segment changes -> ``mt:NS:topic:segments``, each once (and to ``mirror``, if given)."""
 
     def __init__(
-        self, url: str, namespace: str, ttl_seconds: int, maxlen: int = 100_000, mirror=None
+        self,
+        url: str,
+        namespace: str,
+        ttl_seconds: int,
+        maxlen: int = 100_000,
+        mirror=None,
+        retry_for_s: float = RETRY_FOR_S,
     ):
         super().__init__()
-        self._fn = _PublishChangesFn(url, namespace, ttl_seconds, maxlen, mirror)
+        self._fn = _PublishChangesFn(url, namespace, ttl_seconds, maxlen, mirror, retry_for_s)
 
     def expand(self, changes):
         return changes | "Publish" >> beam.ParDo(self._fn)

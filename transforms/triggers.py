@@ -26,6 +26,7 @@ import redis
 
 from transforms import metrics
 from transforms.redis_sink import (
+    RETRY_FOR_S,
     BatchedRedisFn,
     canonical_json,
     key,
@@ -66,9 +67,16 @@ class _PublishFn(BatchedRedisFn):
     flush_every = FLUSH_EVERY
 
     def __init__(
-        self, url: str, namespace: str, ttl_seconds: int, log_size: int, topic, mirror=None
+        self,
+        url: str,
+        namespace: str,
+        ttl_seconds: int,
+        log_size: int,
+        topic,
+        mirror=None,
+        retry_for_s: float = RETRY_FOR_S,
     ):
-        super().__init__(url, SCRIPT)
+        super().__init__(url, SCRIPT, retry_for_s)
         self._namespace = namespace
         self._ttl = ttl_seconds
         self._log_size = log_size
@@ -126,9 +134,12 @@ class WriteTriggers(beam.PTransform):
         log_size: int = 50,
         topic: TopicSink | None = None,
         mirror=None,
+        retry_for_s: float = RETRY_FOR_S,
     ):
         super().__init__()
-        self._fn = _PublishFn(url, namespace, ttl_seconds, log_size, topic or TopicSink(), mirror)
+        self._fn = _PublishFn(
+            url, namespace, ttl_seconds, log_size, topic or TopicSink(), mirror, retry_for_s
+        )
 
     def expand(self, triggers):
         return triggers | "Publish" >> beam.ParDo(self._fn)

@@ -1,7 +1,7 @@
 """Faults on real components: a replay's Redis restarted while the replay writes.
 
 The sinks retry a write with exponential backoff while Redis cannot be reached
-(``transforms.redis_sink.RETRY_FOR_S``) and their writes are idempotent, so a
+(``redis.retry_for``, a minute by default) and their writes are idempotent, so a
 replay that outlives a restart leaves the namespace a fault-free replay leaves;
 with a budget shorter than the outage it fails, naming Redis.
 """
@@ -13,13 +13,13 @@ import time
 
 import pytest
 import redis
+import yaml
 
-from pipelines.config import load_config
+from pipelines.config import parse_config
 from runners import replay
 from runners.local.redis_server import RedisServer
 from tests.conftest import ROOT, generate_events, key_source_of_tests
 from tests.redis_state import namespace_state
-from transforms import redis_sink
 
 pytestmark = pytest.mark.faults
 OUTAGE_S = 4.0
@@ -38,12 +38,17 @@ def server(tmp_path):
     started.stop()
 
 
-def _request(generated, server, namespace: str, tmp_path) -> replay.ReplayRequest:
+def _request(
+    generated, server, namespace: str, tmp_path, retry_for: str | None = None
+) -> replay.ReplayRequest:
+    data = yaml.safe_load((ROOT / "examples" / "config.yaml").read_text())
+    if retry_for is not None:
+        data.setdefault("redis", {})["retry_for"] = retry_for
     return replay.ReplayRequest(
         inputs=[str(generated)],
         redis_url=server.url,
         namespace=namespace,
-        config=load_config(ROOT / "examples" / "config.yaml"),
+        config=parse_config(data, "examples/config.yaml", ROOT / "examples"),
         dead_letters_dir=str(tmp_path / f"dead-{namespace}"),
         key_source=key_source_of_tests(),
     )
@@ -95,15 +100,14 @@ def test_a_replay_rides_out_a_redis_restart_and_leaves_a_fault_free_namespace(
 
 
 def test_an_outage_longer_than_the_retries_fails_the_replay_naming_redis(
-    generated, server, tmp_path, monkeypatch
+    generated, server, tmp_path
 ):
-    # The sinks run in this process (the FnApiRunner), so the class attribute is theirs.
-    # That this fails shows that the outage falls while the replay writes.
-    monkeypatch.setattr(redis_sink.BatchedRedisFn, "retry_for_s", 0.5)
+    # redis.retry_for 500ms: that this fails shows that the outage falls while the
+    # replay writes.
     outage = _Outage(server, "short")
     outage.start()
     with pytest.raises(
         Exception, match=rf"writing \d+ records to redis://127\.0\.0\.1:{server.port}"
     ):
-        replay.run(_request(generated, server, "short", tmp_path))
+        replay.run(_request(generated, server, "short", tmp_path, retry_for="500ms"))
     outage.join(timeout=60)

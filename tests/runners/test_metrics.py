@@ -261,6 +261,11 @@ def test_a_live_job_is_scraped_by_a_real_prometheus(
             assert answer["status"] == "success", (query, answer)
     finally:
         prometheus.stop()
+        # A failure before the job was submitted still cancels it, so that the run's
+        # services stop with it.
+        submitted = time.monotonic() + 180
+        while not jobs and runner.is_alive() and time.monotonic() < submitted:
+            time.sleep(1)
         if jobs:
             jobs[0].cancel()
         runner.join(180)
