@@ -103,3 +103,51 @@ def redis_client(redis_url):
     client = redis.Redis.from_url(redis_url)
     yield client
     client.close()
+
+
+class LiveJob:
+    """``runners.live.run(request)`` in a thread of this process (its LOOPBACK workers too).
+
+    ``check()`` raises if the run failed; ``stop()`` (for a ``finally``) cancels the
+    job, waiting for its submission if a failure came first, so that the run's Java
+    services stop with it; ``assert_cancelled()`` then checks how it ended.
+    """
+
+    def __init__(self, request):
+        import threading
+
+        self.request = request
+        self.jobs: list = []
+        self.outcome: dict = {}
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        from runners import live
+
+        try:
+            self.outcome.update(live.run(self.request, on_running=self.jobs.append))
+        except BaseException as exc:  # a service that died at start: fail now, not at timeout
+            self.outcome["error"] = exc
+
+    def start(self) -> LiveJob:
+        self._thread.start()
+        return self
+
+    def check(self) -> None:
+        if "error" in self.outcome and self.outcome["error"] is not None:
+            raise AssertionError(f"the live run failed: {self.outcome['error']!r}")
+
+    def stop(self, timeout_s: float = 180) -> None:
+        import time
+
+        submitted = time.monotonic() + timeout_s
+        while not self.jobs and self._thread.is_alive() and time.monotonic() < submitted:
+            time.sleep(1)
+        if self.jobs:
+            self.jobs[0].cancel()
+        self._thread.join(timeout_s)
+
+    def assert_cancelled(self) -> None:
+        assert not self._thread.is_alive()
+        outcome = self.outcome
+        assert outcome.get("error") is None and "CANCEL" in outcome["state"], outcome

@@ -192,6 +192,31 @@ class FlinkCluster:
             raise
         return self
 
+    def taskmanager_pids(self) -> list[int]:
+        """PIDs of the TaskManagers the scripts started, those still alive."""
+        found = []
+        for path in sorted((self.home / "pid").glob("flink-microtarget-taskexecutor*.pid")):
+            found += [int(line) for line in path.read_text().split() if line.strip().isdigit()]
+        return [pid for pid in found if _alive(pid)]
+
+    def start_taskmanager(self) -> None:
+        """One more TaskManager (``bin/taskmanager.sh start``), as after one died."""
+        done = subprocess.run(
+            [str(fetch_distribution() / "bin" / "taskmanager.sh"), "start"],
+            env=self._env(),
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"taskmanager.sh failed: {done.stdout[-800:]}{done.stderr[-800:]}")
+
+    def checkpoints(self, job_id: str) -> dict:
+        """The REST API's checkpoint counts of a job (``completed``, ``restored``, ...)."""
+        url = f"http://{self.rest}/jobs/{job_id}/checkpoints"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return json.load(response)["counts"]
+
     def overview(self) -> dict:
         with urllib.request.urlopen(f"http://{self.rest}/overview", timeout=2) as response:
             return json.load(response)

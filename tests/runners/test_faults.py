@@ -1,13 +1,23 @@
-"""Faults on real components: a replay's Redis restarted while the replay writes.
+"""Faults on real components, each run compared with a fault-free run of the same events.
 
-The sinks retry a write with exponential backoff while Redis cannot be reached
-(``redis.retry_for``, a minute by default) and their writes are idempotent, so a
-replay that outlives a restart leaves the namespace a fault-free replay leaves;
-with a budget shorter than the outage it fails, naming Redis.
+* Replays: Redis restarted while a replay writes. The sinks retry a write with
+  exponential backoff while Redis cannot be reached (``redis.retry_for``, a minute
+  by default) and their writes are idempotent, so a replay that outlives a
+  restart leaves the namespace a fault-free replay leaves; with a budget shorter
+  than the outage it fails, naming Redis.
+* Live jobs on Flink reading Kafka (the reference: a batch replay of the same
+  file): Redis stopped for 10 s, the Kafka broker stopped for 10 s, and a
+  standalone cluster's TaskManager killed (the job restarts from its last
+  checkpoint on a new one). Each ends with the batch replay's namespace and each
+  trigger once on the mirror topic.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import os
+import signal
 import threading
 import time
 from collections import Counter
@@ -19,7 +29,7 @@ import yaml
 from pipelines.config import parse_config
 from runners import kafka_cmd, live, replay
 from runners.local.redis_server import RedisServer
-from tests.conftest import ROOT, generate_events, key_source_of_tests
+from tests.conftest import ROOT, LiveJob, generate_events, key_source_of_tests
 from tests.redis_state import namespace_state
 from tests.runners.test_kafka_io import _consume
 from tests.test_patterns_taobao import _comparable
@@ -152,24 +162,14 @@ def _reference(generated, redis_url: str, config, tmp_path) -> tuple[dict, set, 
 def _live_through(outage: _Outage, request: live.RunRequest, clean: dict) -> float:
     """Run the live job with ``outage`` until its namespace equals ``clean`` (or settles
     unequal), cancel it; the seconds from the restart until it was equal."""
-    jobs, outcome = [], {}
-
-    def run_live() -> None:
-        try:
-            outcome.update(live.run(request, on_running=jobs.append))
-        except BaseException as exc:
-            outcome["error"] = exc
-
     outage.start()
-    runner = threading.Thread(target=run_live, daemon=True)
-    runner.start()
+    job = LiveJob(request).start()
     client = redis.Redis.from_url(request.redis_url, socket_timeout=10)
     seen = {"state": None, "since": time.monotonic(), "equal_at": None}
     try:
         deadline = time.monotonic() + 900
         while time.monotonic() < deadline:
-            if "error" in outcome:
-                raise AssertionError(f"the live run failed: {outcome['error']!r}")
+            job.check()
             time.sleep(2)
             if outage.restarted_at is None:
                 continue
@@ -185,14 +185,8 @@ def _live_through(outage: _Outage, request: live.RunRequest, clean: dict) -> flo
             elif time.monotonic() - seen["since"] > LIVE_SETTLED_S:
                 break  # settled, and not equal
     finally:
-        submitted = time.monotonic() + 180
-        while not jobs and runner.is_alive() and time.monotonic() < submitted:
-            time.sleep(1)
-        if jobs:
-            jobs[0].cancel()
-        runner.join(180)
-    assert not runner.is_alive()
-    assert outcome.get("error") is None and "CANCEL" in outcome["state"], outcome
+        job.stop()
+    job.assert_cancelled()
     assert 0 < outage.keys_at_stop < len(clean)
     final = _comparable(client, request.namespace)
     client.close()
@@ -271,6 +265,90 @@ def test_a_live_job_rides_out_a_kafka_broker_restart(generated, server, topic, t
         _mirrored_once(broker.bootstrap, mirror, triggers, changes)
     finally:
         broker.stop()
+
+
+class _TaskManagerKill(threading.Thread):
+    """Once the namespace holds a key and the job has a completed checkpoint, kills the
+    cluster's TaskManager (SIGKILL) and starts another ``down_s`` seconds later."""
+
+    def __init__(self, cluster, redis_url: str, namespace: str, down_s: float = 5.0):
+        super().__init__(daemon=True)
+        self.cluster, self.redis_url, self.namespace, self.down_s = (
+            cluster,
+            redis_url,
+            namespace,
+            down_s,
+        )
+        self.keys_at_stop = None
+        self.restarted_at = None
+        self.restored = None
+
+    def _job(self):
+        running = [job["id"] for job in self.cluster.jobs() if job["status"] == "RUNNING"]
+        return running[0] if running else None
+
+    def run(self):
+        client = redis.Redis.from_url(self.redis_url, socket_timeout=5)
+        deadline = time.monotonic() + 300
+        job = None
+        while time.monotonic() < deadline:
+            job = job or self._job()
+            if (
+                job is not None
+                and next(client.scan_iter(match=f"mt:{self.namespace}:*", count=1000), None)
+                and self.cluster.checkpoints(job)["completed"] > 0
+            ):
+                break
+            time.sleep(0.05)
+        self.keys_at_stop = sum(1 for _ in client.scan_iter(match=f"mt:{self.namespace}:*"))
+        client.close()
+        for pid in self.cluster.taskmanager_pids():
+            os.kill(pid, signal.SIGKILL)
+        time.sleep(self.down_s)
+        self.cluster.start_taskmanager()
+        self.restarted_at = time.monotonic()
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not self.restored:
+            with contextlib.suppress(OSError, KeyError):
+                self.restored = self.cluster.checkpoints(job)["restored"]
+            time.sleep(1)
+
+
+@pytest.mark.slow
+@pytest.mark.flink
+@pytest.mark.kafka
+def test_a_job_on_a_flink_cluster_whose_taskmanager_is_killed_restarts_from_its_checkpoint(
+    generated, server, kafka_server, topic, tmp_path
+):
+    """kill -9 of the standalone cluster's TaskManager mid-run: the job restarts from its
+    last checkpoint on a new TaskManager, reads again what that checkpoint had not
+    covered, and ends with a batch replay's namespace and each trigger once."""
+    import prometheus_client
+
+    from runners.local.flink_cluster import FlinkCluster
+
+    clean, triggers, changes = _reference(generated, server.url, _live_config(), tmp_path)
+    sent = kafka_cmd.publish([str(generated)], kafka_server.bootstrap, topic, partitions=2)
+    mirror = f"{topic}-actions"
+    kafka_cmd.ensure_topic(kafka_server.bootstrap, mirror)
+    # The workers run in this process: its counters count every attempt of a bundle.
+    read_before = prometheus_client.REGISTRY.get_sample_value("microtarget_events_read_total")
+    with FlinkCluster(tmp_path / "cluster") as cluster:
+        request = dataclasses.replace(
+            _live_request(kafka_server, topic, mirror, server.url, tmp_path),
+            flink_master=cluster.rest,
+        )
+        kill = _TaskManagerKill(cluster, server.url, "faulty")
+        recovered = _live_through(kill, request, clean)
+    read = prometheus_client.REGISTRY.get_sample_value("microtarget_events_read_total")
+    again = read - (read_before or 0) - sent["messages"]
+    print(
+        f"TaskManager killed: restored {kill.restored} time(s), {again:.0f} events read "
+        f"again, equal {recovered:.1f} s after the new TaskManager started"
+    )
+    assert kill.restored and kill.restored >= 1
+    assert again >= 0
+    _mirrored_once(kafka_server.bootstrap, mirror, triggers, changes)
 
 
 def _difference(expected: dict, actual: dict) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 import time
 import urllib.request
 from collections import Counter
@@ -27,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pipelines.config import load_config, parse_config
 from runners import kafka_cmd, live, metrics_server, replay
 from runners.local.prometheus_server import PrometheusServer, binary
-from tests.conftest import ROOT, generate_events, key_source_of_tests
+from tests.conftest import ROOT, LiveJob, generate_events, key_source_of_tests
 
 OPS = ROOT / "ops"
 
@@ -197,23 +196,13 @@ def test_a_live_job_is_scraped_by_a_real_prometheus(
         checkpoint_interval_ms=1000,
         metrics_port=port,
     )
-    jobs, outcome = [], {}
-
-    def run_live() -> None:
-        try:
-            outcome.update(live.run(request, on_running=jobs.append))
-        except BaseException as exc:
-            outcome["error"] = exc
-
-    runner = threading.Thread(target=run_live, daemon=True)
-    runner.start()
+    job = LiveJob(request).start()
     prometheus = PrometheusServer(tmp_path / "prometheus", [f"127.0.0.1:{port}"]).start()
     try:
         total = _publish_fresh(kafka_server.bootstrap, topic, 2000, 80)
 
         def read() -> float:
-            if "error" in outcome:
-                raise AssertionError(f"the live run failed: {outcome['error']!r}")
+            job.check()
             found = prometheus.values("sum(microtarget_events_read_total)")
             if not found:  # not scraped yet
                 return 0.0
@@ -261,13 +250,5 @@ def test_a_live_job_is_scraped_by_a_real_prometheus(
             assert answer["status"] == "success", (query, answer)
     finally:
         prometheus.stop()
-        # A failure before the job was submitted still cancels it, so that the run's
-        # services stop with it.
-        submitted = time.monotonic() + 180
-        while not jobs and runner.is_alive() and time.monotonic() < submitted:
-            time.sleep(1)
-        if jobs:
-            jobs[0].cancel()
-        runner.join(180)
-    assert not runner.is_alive()
-    assert outcome.get("error") is None and "CANCEL" in outcome["state"], outcome
+        job.stop()
+    job.assert_cancelled()
